@@ -1,0 +1,45 @@
+import { createRequire } from "node:module";
+import type { Command } from "commander";
+
+export const VERSION: string = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
+
+/** A mistake in how a command was called: exits 2 with a one-line message. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** Collects a repeatable option into an array. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`invalid port "${value}"`);
+  return port;
+}
+
+/** Options shared by every command that talks to the bus. */
+export function addBusOptions(command: Command): Command {
+  return command
+    .requiredOption("--nats <urls>", "comma-separated nats-server URLs, e.g. tls://127.0.0.1:4222")
+    .option("--pki <dir>", "PKI directory holding ca.pem and <identity>.pem/.key (see `natsfs pki`)")
+    .option("--identity <name>", "identity (certificate common name) to act as")
+    .option("--insecure", "plain NATS without TLS: local experiments only");
+}
+
+/** Options of the metrics/health HTTP endpoint. */
+export function addMetricsOptions(command: Command): Command {
+  return command
+    .option("--metrics-port <n>", "serve /metrics, /healthz, /readyz, /status on this port", parsePort)
+    .option("--metrics-host <host>", "address for the metrics endpoint", "127.0.0.1");
+}
+
+/** Resolves when the process is asked to stop (SIGINT or SIGTERM). */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => resolve(signal);
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+  });
+}
