@@ -1,0 +1,27 @@
+# natsfs: build, test, demo, bench. `make test` installs whatever is missing first (Debian packages as
+# root, node_modules), so it works on a fresh Debian 12 machine.
+.PHONY: all deps build test demo bench clean
+
+all: build
+
+deps:
+	bash scripts/ensure-deps.sh
+
+build:
+	npx tsc -p .
+
+# Installs what is missing, builds, then runs every test group (scripts/run-tests.sh GROUP... for some).
+test: deps build
+	bash scripts/run-tests.sh
+
+# Everything locally in the foreground: nats-server, a server exporting demo/export, a mount at demo/mnt.
+demo: deps build
+	node dist/cli/main.js demo
+
+# Benchmarks are slow and machine-dependent: never part of `make test`.
+bench: deps build
+	bash scripts/run-bench.sh
+
+# --one-file-system: never descend into a demo mount that is still live.
+clean:
+	rm -rf --one-file-system dist demo

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Runs the test suites group by group, each under a time cap, and prints one closing line:
+#   tests: N passed, N failed, N skipped
+# A group is every test/<group>*.test.ts plus every *.test.ts under test/<group>/; a group with no
+# files is skipped. Usage: scripts/run-tests.sh [group...]   (default: all groups in order)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# Cap per group in seconds. The caps add up to 38 minutes so that a whole `make test` (install and
+# build included) stays under 40 even if every group runs into its cap.
+declare -A SUITE_CAP=([unit]=120 [server]=360 [security]=360 [posix]=540 [fault]=600 [metrics]=300)
+DEFAULT_GROUPS=(unit server security posix fault metrics)
+# Per test (node's --test-timeout): a stuck test fails on its own with a name instead of eating the cap.
+TEST_TIMEOUT_MS=${NATSFS_TEST_TIMEOUT_MS:-180000}
+
+groups=("$@")
+[ "${#groups[@]}" -eq 0 ] && groups=("${DEFAULT_GROUPS[@]}")
+
+# Every temporary file of the run (mounts included) goes under one folder, so stray mounts can be
+# found and removed after each group. Other users must traverse it for permission tests.
+run_tmp=$(mktemp -d /tmp/natsfs-test.XXXXXX)
+chmod 755 "$run_tmp"
+log_dir="$run_tmp/logs"
+mkdir -p "$log_dir"
+
+# Lazily unmounts every FUSE mount under $run_tmp that a test left behind.
+unmount_strays() {
+  local mountpoint
+  while read -r mountpoint; do
+    echo "run-tests: unmounting stray FUSE mount $mountpoint"
+    timeout 10 fusermount -uz "$mountpoint" 2>/dev/null || timeout 10 umount -l "$mountpoint" 2>/dev/null || true
+  done < <(awk -v root="$run_tmp/" '$3 ~ /^fuse/ { path = $2; gsub(/\\040/, " ", path); if (index(path, root) == 1) print path }' /proc/mounts)
+}
+
+# True while any process of process group $1 is alive.
+group_alive() { kill -0 -- "-$1" 2>/dev/null; }
+
+# Stops what a group's tests left running in its process group: a moment to exit on their own (tsx's
+# esbuild service exits just after the runner), then SIGTERM, then SIGKILL.
+stop_group() {
+  local pgid=$1 group=$2 i
+  for i in $(seq 30); do group_alive "$pgid" || return 0; sleep 0.1; done
+  echo "run-tests: stopping processes left behind by $group:"
+  ps -o pid=,args= -g "$pgid" 2>/dev/null | sed 's/^/    /'
+  kill -TERM -- "-$pgid" 2>/dev/null
+  for i in $(seq 50); do group_alive "$pgid" || return 0; sleep 0.1; done
+  kill -KILL -- "-$pgid" 2>/dev/null
+}
+
+# Sums node's TAP summary (`# pass N` ...) for one group; prints "pass fail skipped".
+tap_counts() {
+  awk '
+    /^# pass /      { pass += $3 }
+    /^# fail /      { fail += $3 }
+    /^# cancelled / { fail += $3 }
+    /^# skipped /   { skip += $3 }
+    /^# todo /      { skip += $3 }
+    /^# pass / || /^# fail / { seen = 1 }
+    END { if (!seen) print "none"; else printf "%d %d %d\n", pass, fail, skip }
+  ' "$1"
+}
+
+total_pass=0 total_fail=0 total_skip=0 failed_groups=()
+summary_rows=()
+for group in "${groups[@]}"; do
+  cap=${SUITE_CAP[$group]:-300}
+  mapfile -t files < <(ls test/"$group"*.test.ts 2>/dev/null; [ -d "test/$group" ] && find "test/$group" -name '*.test.ts' | sort)
+  if [ "${#files[@]}" -eq 0 ]; then
+    echo "== $group: no test files, skipped"
+    continue
+  fi
+  echo "== $group: ${#files[@]} file(s), cap ${cap}s"
+  tap_file="$log_dir/$group.tap"
+  started=$(date +%s)
+  # Run in the background so its PID (timeout makes itself a process-group leader) is known: after the
+  # group ends, anything its tests left running in that group is stopped by that group id.
+  TMPDIR="$run_tmp" timeout --kill-after=15 "$cap" \
+    node --import tsx --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" \
+      --test-reporter=spec --test-reporter-destination=stdout \
+      --test-reporter=tap --test-reporter-destination="$tap_file" \
+      "${files[@]}" </dev/null &
+  suite_pid=$!
+  wait "$suite_pid"
+  status=$?
+  ended=$(date +%s)
+  unmount_strays
+  stop_group "$suite_pid" "$group"
+  unmount_strays
+
+  counts=$(tap_counts "$tap_file" 2>/dev/null || echo none)
+  if [ "$counts" = none ]; then
+    # No summary: the runner was killed (cap reached) or crashed before reporting.
+    read -r pass fail skip <<<"0 1 0"
+  else
+    read -r pass fail skip <<<"$counts"
+  fi
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "run-tests: $group hit its ${cap}s cap and was stopped"
+    [ "$fail" -eq 0 ] && fail=1
+  elif [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then
+    fail=1
+  fi
+  total_pass=$((total_pass + pass)) total_fail=$((total_fail + fail)) total_skip=$((total_skip + skip))
+  [ "$fail" -gt 0 ] && failed_groups+=("$group")
+  summary_rows+=("$(printf '%-10s %6ss  %5s passed  %5s failed  %5s skipped' "$group" "$((ended - started))" "$pass" "$fail" "$skip")")
+done
+
+unmount_strays
+if awk -v root="$run_tmp/" '$3 ~ /^fuse/ && index($2, root) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+  echo "run-tests: FUSE mounts remain under $run_tmp; leaving it in place"
+else
+  rm -rf --one-file-system "$run_tmp"
+fi
+
+echo
+echo "== suite durations"
+for row in "${summary_rows[@]}"; do echo "$row"; done
+[ "${#failed_groups[@]}" -gt 0 ] && echo "failed groups: ${failed_groups[*]}"
+echo "tests: $total_pass passed, $total_fail failed, $total_skip skipped"
+[ "$total_fail" -eq 0 ]
