@@ -1,7 +1,80 @@
 import type { Command } from "commander";
+import { createServerMetrics, startMetricsServer } from "../metrics/index.js";
+import { loadPolicy } from "../security/policy.js";
+import { ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig } from "../server/index.js";
+import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal } from "./common.js";
+import { connectBus, type BusFlags } from "./connect.js";
+
+interface ServerFlags extends BusFlags {
+  export?: string[];
+  policy?: string;
+  metricsPort?: number;
+  metricsHost: string;
+}
+
+interface Exports {
+  exports: ExportConfig[];
+  policy: AccessPolicy;
+  /** Identities the policy names, to bound metric labels; undefined with --export flags. */
+  knownIdentities?: string[];
+}
+
+function exportsFrom(flags: ServerFlags): Exports {
+  const specs = flags.export ?? [];
+  if (specs.length > 0 && flags.policy !== undefined) throw new UsageError("give either --export or --policy, not both");
+  if (flags.policy !== undefined) {
+    const { exports, policy, identities, servers } = loadPolicy(flags.policy);
+    if (exports.length === 0) throw new UsageError(`${flags.policy} names no exports`);
+    if (flags.identity !== undefined && !servers.includes(flags.identity)) {
+      throw new UsageError(`identity "${flags.identity}" is not listed under servers: in ${flags.policy}`);
+    }
+    return { exports, policy, knownIdentities: identities.map((i) => i.name) };
+  }
+  if (specs.length === 0) throw new UsageError("give --export NAME=PATH[:ro] (repeatable) or --policy FILE");
+  try {
+    const exports = parseExportSpecs(specs);
+    return { exports, policy: openPolicy(exports) };
+  } catch (err) {
+    if (err instanceof ExportSpecError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+async function runServer(flags: ServerFlags): Promise<void> {
+  const { exports, policy, knownIdentities } = exportsFrom(flags);
+  const { nc, identity } = await connectBus(flags, `natsfs-server ${exports.map((e) => e.name).join(",")}`);
+  const metrics = createServerMetrics({ exportNames: exports.map((e) => e.name), identity, version: VERSION, knownIdentities });
+  try {
+    const server = await startServer({ nc, exports, policy, version: VERSION, observer: metrics.observer, logger: serverLogger() });
+    metrics.epochStarted(server.instance, server.epoch);
+    const endpoint =
+      flags.metricsPort === undefined
+        ? undefined
+        : await startMetricsServer({
+            host: flags.metricsHost,
+            port: flags.metricsPort,
+            registry: metrics.registry,
+            ready: async () => (nc.isClosed() ? { ready: false, reason: "NATS connection closed" } : server.status().connected ? { ready: true } : { ready: false, reason: "not connected to NATS" }),
+            status: () => metrics.snapshot(),
+          });
+    const metricsNote = endpoint ? `, metrics on ${endpoint.url}` : "";
+    process.stderr.write(`natsfs server: serving ${exports.map((e) => e.name).join(",")} as instance ${server.instance}${metricsNote}\n`);
+    const signal = await untilSignal();
+    process.stderr.write(`natsfs server: ${signal}, stopping\n`);
+    await server.stop();
+    await endpoint?.close();
+  } finally {
+    await nc.drain().catch(() => nc.close());
+  }
+}
 
 export function registerServer(program: Command): void {
-  program.command("server").description("not built yet").action(() => {
-    throw new Error("server: not built yet");
-  });
+  const command = program
+    .command("server")
+    .description("serve directories on the bus")
+    .option("--export <name=path[:ro]>", "export a directory (repeatable); every identity gets rw, or ro with :ro", collect)
+    .option("--policy <file>", "policy file naming exports, identities and grants (instead of --export)");
+  addBusOptions(command);
+  addMetricsOptions(command);
+  command.action((flags: ServerFlags) => runServer(flags));
 }

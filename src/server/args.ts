@@ -1,0 +1,64 @@
+import { z } from "zod";
+import { MAX_DATA_BYTES, PATH_MAX, type OpArgs, type OpName } from "../protocol/index.js";
+
+/**
+ * Shape checks of every op's arguments, so that handlers only ever see well-typed values.
+ * Paths are only checked for type and length here; confine.ts decides what they may name.
+ */
+const path = z.string().max(PATH_MAX * 4);
+const handle = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const u32 = z.number().int().min(0).max(0xffffffff);
+const offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const mode = z.number().int().min(0).max(0o177777);
+/** chown ids: -1 (or 2^32-1) means unchanged. */
+const ownerId = z.number().int().min(-1).max(0xffffffff);
+const timeMs = z.number().finite();
+const bytes = z.instanceof(Uint8Array).refine((data) => data.byteLength <= MAX_DATA_BYTES, "data too large");
+const xattrName = z.string().max(1024);
+
+const withPath = z.object({ path });
+const withHandle = z.object({ handle });
+const twoPaths = z.object({ from: path, to: path });
+
+export const ARG_SCHEMAS: { [O in OpName]: z.ZodType<OpArgs<O>> } = {
+  getattr: withPath,
+  fgetattr: withHandle,
+  access: z.object({ path, mode: z.number().int().min(0).max(7) }),
+  statfs: withPath,
+  readlink: withPath,
+  getxattr: z.object({ path, name: xattrName }),
+  listxattr: withPath,
+  opendir: withPath,
+  readdir: withHandle,
+  releasedir: withHandle,
+  open: z.object({ path, flags: u32 }),
+  openw: z.object({ path, flags: u32 }),
+  create: z.object({ path, flags: u32, mode }),
+  read: z.object({ handle, offset, length: z.number().int().min(0).max(MAX_DATA_BYTES) }),
+  write: z.object({ handle, offset, data: bytes }),
+  flush: withHandle,
+  fsync: z.object({ handle, datasync: z.boolean() }),
+  release: withHandle,
+  ftruncate: z.object({ handle, size: offset }),
+  truncate: z.object({ path, size: offset }),
+  unlink: withPath,
+  rename: twoPaths,
+  mkdir: z.object({ path, mode }),
+  rmdir: withPath,
+  symlink: z.object({ target: path, path }),
+  link: twoPaths,
+  mknod: z.object({ path, mode, rdev: u32 }),
+  chmod: z.object({ path, mode }),
+  chown: z.object({ path, uid: ownerId, gid: ownerId }),
+  utimens: z.object({ path, atimeMs: timeMs, mtimeMs: timeMs }),
+  setxattr: z.object({ path, name: xattrName, value: bytes, flags: u32 }),
+  removexattr: z.object({ path, name: xattrName }),
+};
+
+/** The op's arguments with their types checked, or undefined and a one-line reason. */
+export function parseArgs<O extends OpName>(op: O, args: unknown): { ok: true; args: OpArgs<O> } | { ok: false; reason: string } {
+  const parsed = ARG_SCHEMAS[op].safeParse(args);
+  if (parsed.success) return { ok: true, args: parsed.data };
+  const issue = parsed.error.issues[0];
+  return { ok: false, reason: `${op}: ${issue?.path.join(".") || "args"}: ${issue?.message ?? "invalid"}` };
+}

@@ -1,0 +1,77 @@
+import { stat } from "node:fs/promises";
+import type { NatsConnection } from "nats";
+import { pino, type Logger } from "pino";
+import { DEFAULT_SERVER_OPTIONS, type AccessPolicy, type ExportConfig, type ServerOptions } from "./config.js";
+import { FsService, type ServerStatus } from "./service.js";
+import { NULL_SERVER_OBSERVER, type ServerObserver } from "./observer.js";
+
+export {
+  DEFAULT_ANON_ID,
+  DEFAULT_SERVER_OPTIONS,
+  ExportSpecError,
+  openPolicy,
+  parseExportSpec,
+  parseExportSpecs,
+  type AccessPolicy,
+  type ExportConfig,
+  type Grant,
+  type ServerOptions,
+  type Squash,
+} from "./config.js";
+export { NULL_SERVER_OBSERVER, type DenialReason, type ServerObserver } from "./observer.js";
+export type { ExportStatus, ServerStatus } from "./service.js";
+
+export interface StartServerParams {
+  nc: NatsConnection;
+  exports: readonly ExportConfig[];
+  policy: AccessPolicy;
+  /** Announced in the NATS service registration (semver). */
+  version: string;
+  observer?: ServerObserver;
+  options?: Partial<ServerOptions>;
+  logger?: Logger;
+}
+
+export interface RunningServer {
+  instance: string;
+  epoch: string;
+  /** Drains subscriptions, waits for requests in flight and closes every handle; the connection stays open. */
+  stop(): Promise<void>;
+  status(): ServerStatus;
+}
+
+/** A logger writing JSON lines to stderr, level from NATSFS_LOG_LEVEL (default info). */
+export function serverLogger(): Logger {
+  return pino({ name: "natsfs-server", level: process.env.NATSFS_LOG_LEVEL ?? "info" }, pino.destination(2));
+}
+
+async function checkExportRoot(config: ExportConfig): Promise<void> {
+  const stats = await stat(config.path).catch((err: Error) => {
+    throw new Error(`export ${config.name}: cannot use ${config.path}: ${err.message}`);
+  });
+  if (!stats.isDirectory()) throw new Error(`export ${config.name}: ${config.path} is not a directory`);
+}
+
+/** Serves `exports` on `nc` until stop(). */
+export async function startServer(params: StartServerParams): Promise<RunningServer> {
+  if (params.exports.length === 0) throw new Error("no exports to serve");
+  await Promise.all(params.exports.map(checkExportRoot));
+  // Clients send modes with their own umask already applied; the server's must not mask them again.
+  process.umask(0);
+  const service = new FsService({
+    nc: params.nc,
+    exports: params.exports,
+    policy: params.policy,
+    version: params.version,
+    observer: params.observer ?? NULL_SERVER_OBSERVER,
+    options: { ...DEFAULT_SERVER_OPTIONS, ...params.options },
+    logger: params.logger ?? serverLogger(),
+  });
+  await service.start();
+  return {
+    instance: service.instance,
+    epoch: service.epoch,
+    stop: () => service.stop(),
+    status: () => service.status(),
+  };
+}
