@@ -1,7 +1,215 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
+import { untilSignal } from "./common.js";
+
+const DEMO_DEFAULTS = {
+  dir: "./demo",
+  exportName: "demo",
+  startTimeoutMs: 20_000,
+  stopTimeoutMs: 5_000,
+} as const;
+
+interface DemoOptions {
+  dir: string;
+}
+
+/** A process the demo started: stopped by its PID, its output kept in a log file. */
+interface DemoProcess {
+  name: string;
+  child: ChildProcess;
+  logFile: string;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+function launch(name: string, command: string, args: string[], logDir: string): DemoProcess {
+  const logFile = join(logDir, `${name}.log`);
+  const log = createWriteStream(logFile);
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  child.once("error", (err) => log.write(`${command}: ${err.message}\n`));
+  if (child.pid === undefined) throw new Error(`could not start ${command}; is it installed?`);
+  child.stdout?.pipe(log, { end: false });
+  child.stderr?.pipe(log, { end: false });
+  return { name, child, logFile };
+}
+
+/** The last lines of a process's log, to show why it stopped. */
+function logTail(proc: DemoProcess, lines = 15): string {
+  try {
+    return readFileSync(proc.logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+/** True when /proc/mounts lists `path` as a FUSE mount (it escapes spaces and such as octal). */
+function isFuseMountpoint(path: string): boolean {
+  return readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .map((line) => line.split(" "))
+    .some((fields) => /^fuse/.test(fields[2] ?? "") && fields[1]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) === path);
+}
+
+/** The mount is live when the kernel lists it and it is a different device from its parent. */
+function mountIsLive(path: string): boolean {
+  if (!isFuseMountpoint(path)) return false;
+  try {
+    return statSync(path).dev !== statSync(dirname(path)).dev;
+  } catch {
+    return false;
+  }
+}
+
+function unmount(path: string): void {
+  if (isFuseMountpoint(path)) spawnSync("fusermount", ["-uz", path], { stdio: "ignore", timeout: 10_000 });
+}
+
+/** Polls `ready` until it holds; fails early, with the process's log, if any demo process exits. */
+async function waitUntil(what: string, ready: () => boolean | Promise<boolean>, watched: DemoProcess[]): Promise<void> {
+  const deadline = Date.now() + DEMO_DEFAULTS.startTimeoutMs;
+  for (;;) {
+    const dead = watched.find((proc) => hasExited(proc.child));
+    if (dead) throw new Error(`${dead.name} exited while waiting for ${what}:\n${logTail(dead)}`);
+    if (await ready()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; logs in ${dirname(watched[0]!.logFile)}`);
+    await sleep(100);
+  }
+}
+
+/** True once the endpoint answers 200, i.e. the process is connected and serving. */
+function endpointReady(port: number, path: string): Promise<boolean> {
+  return fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(1000) }).then(
+    (response) => response.ok,
+    () => false,
+  );
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolveOpen) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolveOpen(true);
+    });
+    socket.once("error", () => resolveOpen(false));
+  });
+}
+
+/** SIGTERM, then SIGKILL after a grace period; waits a bounded time either way. */
+async function stopProcess(proc: DemoProcess): Promise<void> {
+  if (hasExited(proc.child)) return;
+  const exited = once(proc.child, "exit");
+  proc.child.kill("SIGTERM");
+  if ((await Promise.race([exited, sleep(DEMO_DEFAULTS.stopTimeoutMs, "timeout")])) === "timeout") {
+    proc.child.kill("SIGKILL");
+    await Promise.race([exited, sleep(DEMO_DEFAULTS.stopTimeoutMs)]);
+  }
+}
+
+function instructions(dir: string, exportDir: string, mountpoint: string, natsUrl: string, ports: { server: number; client: number }): string {
+  const cli = `node ${process.argv[1]}`;
+  return `
+natsfs demo is running (plain NATS on 127.0.0.1 only).
+
+  nats-server     ${natsUrl}
+  server          exports "${DEMO_DEFAULTS.exportName}" = ${exportDir}
+  mount           ${mountpoint}
+  logs            ${join(dir, "logs")}
+
+Try, in another terminal:
+  ls -l ${mountpoint}
+  echo "hello over NATS" > ${mountpoint}/hello.txt && cat ${exportDir}/hello.txt
+  cp -r /etc/apt ${mountpoint}/ && diff -r /etc/apt ${mountpoint}/apt && echo identical
+  ${cli} status http://127.0.0.1:${ports.client}     # the client's view
+  ${cli} status http://127.0.0.1:${ports.server}     # the server's view
+  curl -s http://127.0.0.1:${ports.client}/metrics | grep natsfs_
+
+Press Ctrl-C to unmount and stop everything.
+`;
+}
+
+async function runDemo(options: DemoOptions): Promise<void> {
+  const dir = resolve(options.dir);
+  const exportDir = join(dir, "export");
+  const mountpoint = join(dir, "mnt");
+  const logDir = join(dir, "logs");
+  for (const path of [exportDir, mountpoint, logDir]) mkdirSync(path, { recursive: true });
+  // A previous demo that was killed hard may have left its mount behind.
+  unmount(mountpoint);
+  const welcome = join(exportDir, "WELCOME.txt");
+  if (!existsSync(welcome)) writeFileSync(welcome, "This file lives in the exported directory and is read through the FUSE mount.\n");
+
+  const natsPort = await freePort();
+  const natsUrl = `nats://127.0.0.1:${natsPort}`;
+  const natsConfig = join(dir, "nats.conf");
+  writeFileSync(natsConfig, `listen: 127.0.0.1:${natsPort}\n`);
+  const ports = { server: await freePort(), client: await freePort() };
+  const self = [process.argv[1]!];
+
+  const started: DemoProcess[] = [];
+  const stopAll = async () => {
+    // Unmount first so that nothing new enters the mount, then stop in reverse order of starting.
+    unmount(mountpoint);
+    for (const proc of [...started].reverse()) await stopProcess(proc);
+    unmount(mountpoint);
+  };
+
+  try {
+    const nats = launch("nats-server", "nats-server", ["-c", natsConfig], logDir);
+    started.push(nats);
+    await waitUntil(`nats-server on port ${natsPort}`, () => portOpen(natsPort), started);
+
+    const server = launch("server", process.execPath, [
+      ...self, "server", "--insecure", "--nats", natsUrl,
+      "--export", `${DEMO_DEFAULTS.exportName}=${exportDir}`,
+      "--metrics-port", String(ports.server),
+    ], logDir);
+    started.push(server);
+    await waitUntil("the server to be ready", () => endpointReady(ports.server, "/readyz"), started);
+
+    const mount = launch("mount", process.execPath, [
+      ...self, "mount", "--insecure", "--nats", natsUrl,
+      "--export", DEMO_DEFAULTS.exportName, mountpoint, "--foreground",
+      "--metrics-port", String(ports.client),
+    ], logDir);
+    started.push(mount);
+    await waitUntil(`the mount at ${mountpoint}`, () => mountIsLive(mountpoint), started);
+
+    process.stdout.write(instructions(dir, exportDir, mountpoint, natsUrl, ports));
+    const exitedEarly = Promise.race(started.map((proc) => once(proc.child, "exit").then(() => proc)));
+    const outcome = await Promise.race([untilSignal(), exitedEarly]);
+    if (typeof outcome !== "string") throw new Error(`${outcome.name} stopped unexpectedly:\n${logTail(outcome)}`);
+    process.stdout.write("\nstopping: unmounting and stopping the demo processes...\n");
+  } finally {
+    await stopAll();
+  }
+  process.stdout.write(`stopped; the exported files stay in ${exportDir}\n`);
+}
 
 export function registerDemo(program: Command): void {
-  program.command("demo").description("not built yet").action(() => {
-    throw new Error("demo: not built yet");
-  });
+  program
+    .command("demo")
+    .description("run nats-server, a server and a mount locally in the foreground; Ctrl-C stops everything")
+    .option("--dir <dir>", "folder for the export, the mountpoint, configuration and logs", DEMO_DEFAULTS.dir)
+    .action((options: DemoOptions) => runDemo(options));
 }
