@@ -1,5 +1,6 @@
 import { connect, type ConnectionOptions, type NatsConnection } from "nats";
-import { inboxPrefix } from "../protocol/index.js";
+import { inboxPrefix, isToken } from "../protocol/index.js";
+import { explainConnectError, tlsConnectOptions } from "../security/index.js";
 import { UsageError } from "./common.js";
 
 export interface BusFlags {
@@ -21,15 +22,40 @@ export const BUS_DEFAULTS = {
   timeout: 5000,
 } as const satisfies Partial<ConnectionOptions>;
 
-export async function connectBus(flags: BusFlags, name: string): Promise<{ nc: NatsConnection; identity: string }> {
+/** Identity of a plain (--insecure) connection that names none. */
+const ANONYMOUS = "anonymous";
+
+function busOptions(flags: BusFlags): { options: ConnectionOptions; identity: string } {
   const servers = flags.nats.split(",").map((s) => s.trim()).filter(Boolean);
   if (servers.length === 0) throw new UsageError("--nats needs at least one URL");
-  if (!flags.insecure) {
-    // TLS wiring lands with the security work; until then only --insecure connects.
-    throw new UsageError("TLS is not available yet: pass --insecure");
+  if (flags.identity !== undefined && !isToken(flags.identity)) {
+    throw new UsageError(`--identity "${flags.identity}" must be 1-64 characters of A-Z a-z 0-9 _ -`);
   }
-  process.stderr.write("natsfs: WARNING: --insecure: plain NATS, no encryption and no authentication\n");
-  const identity = flags.identity ?? "anonymous";
-  const nc = await connect({ ...BUS_DEFAULTS, servers, name, inboxPrefix: inboxPrefix(identity) });
-  return { nc, identity };
+  if (flags.insecure) {
+    process.stderr.write("natsfs: WARNING: --insecure: plain NATS, no encryption and no authentication\n");
+    const identity = flags.identity ?? ANONYMOUS;
+    return { identity, options: { ...BUS_DEFAULTS, servers, inboxPrefix: inboxPrefix(identity) } };
+  }
+  if (flags.pki === undefined || flags.identity === undefined) {
+    throw new UsageError("the bus needs TLS: pass --pki DIR --identity NAME (or --insecure for a plain local test bus)");
+  }
+  const tls = tlsConnectOptions(flags.pki, flags.identity);
+  return { identity: flags.identity, options: { ...BUS_DEFAULTS, servers, inboxPrefix: inboxPrefix(flags.identity), tls } };
+}
+
+/**
+ * Connects to the bus as `flags.identity` over mutual TLS (or plain NATS with --insecure).
+ * A first attempt without reconnecting turns a refused certificate or unknown identity into a clear
+ * error at once; with reconnecting on, nats.js would retry it silently until the connect timeout.
+ */
+export async function connectBus(flags: BusFlags, name: string): Promise<{ nc: NatsConnection; identity: string }> {
+  const { options, identity } = busOptions(flags);
+  const context = flags.pki === undefined || flags.insecure ? { servers: flags.nats, identity } : { servers: flags.nats, identity, pkiDir: flags.pki };
+  try {
+    const probe = await connect({ ...options, name: `${name} (probe)`, reconnect: false });
+    await probe.close();
+    return { nc: await connect({ ...options, name }), identity };
+  } catch (err) {
+    throw new Error(explainConnectError(err, context), { cause: err });
+  }
 }
