@@ -104,7 +104,9 @@ export function parsePolicy(text: string, file: string): Policy {
         const field = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
         // A bad record key (an export or identity name) says only "Invalid key": show why.
         const message = issue.code === "invalid_key" ? `invalid name: ${issue.issues[0]?.message ?? issue.message}` : issue.message;
-        return `${file}:${lineOf(doc, lines, issue.path)}: ${field}: ${message}`;
+        // An unknown key (often a typo) is best shown on its own line rather than its object's.
+        const where = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]!] : issue.path;
+        return `${file}:${lineOf(doc, lines, where)}: ${field}: ${message}`;
       }),
     );
   }
