@@ -1,7 +1,131 @@
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync, statSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { resolve } from "node:path";
 import type { Command } from "commander";
+import { discoverExports, mountExports } from "../client/index.js";
+import { createClientMetrics, observeCertificateExpiry, startMetricsServer } from "../metrics/index.js";
+import { assertToken } from "../protocol/index.js";
+import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal } from "./common.js";
+import { connectBus, type BusFlags } from "./connect.js";
+
+interface MountFlags extends BusFlags {
+  export?: string[];
+  all?: boolean;
+  softTimeout?: number;
+  foreground?: boolean;
+  metricsPort?: number;
+  metricsHost: string;
+}
+
+function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`invalid number of seconds "${value}"`);
+  return seconds;
+}
+
+function isMounted(mountpoint: string): boolean {
+  return readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .some((line) => line.split(" ")[1] === mountpoint && line.split(" ")[2]?.startsWith("fuse"));
+}
+
+/** Without --foreground: run the mount in a detached child and return once the kernel shows it. */
+async function mountInBackground(mountpoint: string): Promise<void> {
+  const logPath = `/tmp/natsfs-mount-${process.pid}.log`;
+  const log = openSync(logPath, "a");
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...process.argv.slice(2), "--foreground"], {
+    detached: true,
+    stdio: ["ignore", log, log],
+  });
+  closeSync(log);
+  let exited = false;
+  child.once("exit", () => (exited = true));
+  for (let waited = 0; waited < 30_000; waited += 100) {
+    if (isMounted(mountpoint)) {
+      child.unref();
+      process.stderr.write(`natsfs mount: mounted at ${mountpoint} (pid ${child.pid}, log ${logPath}); unmount with fusermount -u ${mountpoint}\n`);
+      return;
+    }
+    if (exited) throw new Error(`mount failed: ${readFileSync(logPath, "utf8").trim().split("\n").pop() ?? "see " + logPath}`);
+    await sleep(100);
+  }
+  child.kill("SIGTERM");
+  throw new Error(`mount did not appear within 30 s; see ${logPath}`);
+}
+
+async function runMount(mountpointArg: string, flags: MountFlags): Promise<void> {
+  const mountpoint = resolve(mountpointArg);
+  if (!flags.all && (flags.export ?? []).length === 0) throw new UsageError("give --export NAME (repeatable) or --all");
+  if (flags.all && (flags.export ?? []).length > 0) throw new UsageError("give either --export or --all, not both");
+  for (const name of flags.export ?? []) assertUsage(() => assertToken("export name", name));
+  try {
+    if (!statSync(mountpoint).isDirectory()) throw new UsageError(`${mountpoint} is not a directory`);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`mount point ${mountpoint} does not exist`);
+  }
+  if (isMounted(mountpoint)) throw new Error(`${mountpoint} is already mounted; unmount it first (fusermount -u ${mountpoint})`);
+  if (!flags.foreground) return mountInBackground(mountpoint);
+
+  const { nc, identity } = await connectBus(flags, `natsfs-mount ${mountpoint}`);
+  try {
+    const exports = flags.all ? await discoverExports(nc) : flags.export!;
+    if (exports.length === 0) throw new Error("no server announces any export on this bus");
+    const metrics = createClientMetrics({ exportNames: exports, identity, version: VERSION });
+    if (flags.pki !== undefined && !flags.insecure) {
+      observeCertificateExpiry(metrics.registry, identity, readFileSync(resolve(flags.pki, `${identity}.pem`)));
+    }
+    const mounted = await mountExports({
+      nc,
+      identity,
+      exports,
+      mountpoint,
+      observer: metrics.observer,
+      options: { softTimeoutMs: flags.softTimeout === undefined ? undefined : flags.softTimeout * 1000 },
+      onUnexpectedError: (op, err) => process.stderr.write(`natsfs mount: unexpected error in ${op}: ${(err as Error).stack ?? String(err)}\n`),
+    });
+    const endpoint =
+      flags.metricsPort === undefined
+        ? undefined
+        : await startMetricsServer({
+            host: flags.metricsHost,
+            port: flags.metricsPort,
+            registry: metrics.registry,
+            ready: () => mounted.probe(),
+            status: () => ({ ...metrics.snapshot(), openHandles: mounted.vfs.openHandleCount, natsServer: mounted.link.server ?? null, clientId: mounted.clientId }),
+          });
+    const mode = flags.softTimeout === undefined ? "hard" : `soft, ${flags.softTimeout} s`;
+    process.stderr.write(
+      `natsfs mount: ${exports.join(",")} mounted at ${mountpoint} (${mode})${endpoint ? `, metrics on ${endpoint.url}` : ""}\n`,
+    );
+    const signal = await untilSignal();
+    process.stderr.write(`natsfs mount: ${signal}, unmounting ${mountpoint}\n`);
+    await mounted.unmount().catch((err: unknown) => process.stderr.write(`natsfs mount: unmount: ${(err as Error).message}\n`));
+    await endpoint?.close();
+  } finally {
+    await nc.drain().catch(() => nc.close());
+  }
+}
+
+function assertUsage(check: () => unknown): void {
+  try {
+    check();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
 
 export function registerMount(program: Command): void {
-  program.command("mount").description("not built yet").action(() => {
-    throw new Error("mount: not built yet");
-  });
+  const command = program
+    .command("mount")
+    .description("mount exports with FUSE")
+    .argument("<mountpoint>", "empty directory to mount on")
+    .option("--export <name>", "export to mount (repeatable; several appear as folders)", collect)
+    .option("--all", "mount every export the servers announce, each as a folder")
+    .option("--soft-timeout <seconds>", "fail ops with EIO after this long instead of blocking (hard mount by default)", parseSeconds)
+    .option("--foreground", "stay in the foreground until SIGINT/SIGTERM");
+  addBusOptions(command);
+  addMetricsOptions(command);
+  command.action((mountpoint: string, flags: MountFlags) => runMount(mountpoint, flags));
 }

@@ -1,0 +1,179 @@
+import Fuse from "fuse-native";
+import { FsError, errnoOf, type Stat, type StatFs } from "../protocol/index.js";
+import type { Caller, Vfs } from "./vfs.js";
+
+/**
+ * The only file that knows fuse-native. It turns kernel callbacks into VFS calls and errors into
+ * negative errnos, and keeps the package's limits in one place (fuse-native-facts.md).
+ */
+
+export interface KernelMountOptions {
+  mountpoint: string;
+  /** Shown as the source in /proc/mounts and df. */
+  sourceName: string;
+  attrTimeoutS: number;
+  entryTimeoutS: number;
+  /** Called for failures that are bugs rather than file system answers. */
+  onUnexpectedError: (op: string, err: unknown) => void;
+}
+
+/** Largest read and write the kernel sends us. */
+export const KERNEL_MAX_IO = 128 * 1024;
+
+/**
+ * fuse-native builds its `-o` list only from keys it knows and has no `big_writes`; libfuse 2 then sends
+ * 4 KiB writes. The package joins option values with commas, so libfuse options ride in fsname's value.
+ * `use_ino` makes the kernel show the server's inode numbers, so hard links share one.
+ */
+export function fsnameWithRiders(sourceName: string): string {
+  return [sourceName.replace(/[,\s]/g, "_"), "big_writes", `max_write=${KERNEL_MAX_IO}`, "use_ino"].join(",");
+}
+
+/** The kernel's statfs fields are 32-bit here: grow the block size until the block counts fit. */
+export function fitStatfs(stats: StatFs): StatFs {
+  const limit = 0xffffffff;
+  let factor = 1;
+  while (stats.blocks / factor > limit) factor *= 2;
+  const clamp = (n: number) => Math.min(n, limit);
+  return {
+    ...stats,
+    bsize: stats.bsize * factor,
+    frsize: stats.frsize * factor,
+    blocks: Math.floor(stats.blocks / factor),
+    bfree: Math.floor(stats.bfree / factor),
+    bavail: Math.floor(stats.bavail / factor),
+    files: clamp(stats.files),
+    ffree: clamp(stats.ffree),
+    favail: clamp(stats.favail),
+  };
+}
+
+function kernelStat(stat: Stat) {
+  return {
+    mode: stat.mode,
+    uid: stat.uid,
+    gid: stat.gid,
+    size: stat.size,
+    dev: stat.dev,
+    nlink: stat.nlink,
+    ino: stat.ino,
+    rdev: stat.rdev,
+    blksize: stat.blksize,
+    blocks: stat.blocks,
+    atime: stat.atimeMs,
+    mtime: stat.mtimeMs,
+    ctime: stat.ctimeMs,
+  };
+}
+
+type Cb = (code: number, ...values: unknown[]) => void;
+
+export class KernelMount {
+  private readonly fuse: Fuse;
+
+  constructor(
+    private readonly vfs: Vfs,
+    private readonly options: KernelMountOptions,
+  ) {
+    this.fuse = new Fuse(options.mountpoint, this.handlers() as never, {
+      allowOther: true,
+      defaultPermissions: true,
+      fsname: fsnameWithRiders(options.sourceName),
+      subtype: "natsfs",
+      maxRead: KERNEL_MAX_IO,
+      attrTimeout: options.attrTimeoutS,
+      entryTimeout: options.entryTimeoutS,
+      // A hard mount blocks through outages: fuse-native must not answer the kernel on its own.
+      timeout: false,
+      force: true,
+    });
+  }
+
+  mount(): Promise<void> {
+    return new Promise((resolve, reject) => this.fuse.mount((err) => (err ? reject(err) : resolve())));
+  }
+
+  unmount(): Promise<void> {
+    return new Promise((resolve, reject) => this.fuse.unmount((err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Answers `cb` with 0 and the value, or with the negative errno of the failure. */
+  private answer<T>(op: string, cb: Cb, work: Promise<T>, reply: (value: T) => unknown[] = () => []): void {
+    work.then(
+      (value) => cb(0, ...reply(value)),
+      (err: unknown) => {
+        if (!(err instanceof FsError)) this.options.onUnexpectedError(op, err);
+        cb(-errnoOf(err));
+      },
+    );
+  }
+
+  /** Like `answer`, for ops whose success code is a byte count. */
+  private answerCount(op: string, cb: Cb, work: Promise<number>): void {
+    work.then(
+      (count) => cb(count),
+      (err: unknown) => {
+        if (!(err instanceof FsError)) this.options.onUnexpectedError(op, err);
+        cb(-errnoOf(err));
+      },
+    );
+  }
+
+  private handlers() {
+    const vfs = this.vfs;
+    return {
+      getattr: (path: string, cb: Cb) => this.answer("getattr", cb, vfs.getattr(path), (s) => [kernelStat(s)]),
+      // fuse-native routes fgetattr to getattr(path); this is never called with a handle.
+      fgetattr: (path: string, _fd: number, cb: Cb) => this.answer("getattr", cb, vfs.getattr(path), (s) => [kernelStat(s)]),
+      access: (path: string, mode: number, cb: Cb) => this.answer("access", cb, vfs.access(path, mode)),
+      statfs: (path: string, cb: Cb) => this.answer("statfs", cb, vfs.statfs(path), (s) => [fitStatfs(s)]),
+      readdir: (path: string, cb: Cb) => this.answer("readdir", cb, vfs.readdir(path), (names) => [names]),
+      opendir: (path: string, _flags: number, cb: Cb) => this.answer("opendir", cb, vfs.opendir(path), (fh) => [fh]),
+      releasedir: (_path: string, fh: number, cb: Cb) => this.answer("releasedir", cb, vfs.releasedir(fh)),
+      open: (path: string, flags: number, cb: Cb) => this.answer("open", cb, vfs.open(path, flags), (fh) => [fh]),
+      create: (path: string, mode: number, cb: Cb, caller?: Caller) =>
+        this.answer("create", cb, vfs.create(path, mode, callerOf(caller)), (fh) => [fh]),
+      read: (_path: string, fh: number, buffer: Buffer, length: number, offset: number, cb: Cb) =>
+        this.answerCount(
+          "read",
+          cb,
+          vfs.read(fh, length, offset).then((data) => {
+            const n = Math.min(data.length, length);
+            buffer.set(data.subarray(0, n));
+            return n;
+          }),
+        ),
+      write: (_path: string, fh: number, buffer: Buffer, length: number, offset: number, cb: Cb) =>
+        this.answerCount("write", cb, vfs.write(fh, buffer.subarray(0, length), offset)),
+      flush: (_path: string, fh: number, cb: Cb) => this.answer("flush", cb, vfs.flush(fh)),
+      fsync: (_path: string, datasync: number, fh: number, cb: Cb) => this.answer("fsync", cb, vfs.fsync(fh, datasync !== 0)),
+      release: (_path: string, fh: number, cb: Cb) => this.answer("release", cb, vfs.release(fh)),
+      truncate: (path: string, size: number, cb: Cb) => this.answer("truncate", cb, vfs.truncate(path, size)),
+      ftruncate: (_path: string, fh: number, size: number, cb: Cb) => this.answer("ftruncate", cb, vfs.ftruncate(fh, size)),
+      unlink: (path: string, cb: Cb) => this.answer("unlink", cb, vfs.unlink(path)),
+      rename: (from: string, to: string, cb: Cb) => this.answer("rename", cb, vfs.rename(from, to)),
+      mkdir: (path: string, mode: number, cb: Cb, caller?: Caller) => this.answer("mkdir", cb, vfs.mkdir(path, mode, callerOf(caller))),
+      rmdir: (path: string, cb: Cb) => this.answer("rmdir", cb, vfs.rmdir(path)),
+      symlink: (target: string, path: string, cb: Cb, caller?: Caller) =>
+        this.answer("symlink", cb, vfs.symlink(target, path, callerOf(caller))),
+      readlink: (path: string, cb: Cb) => this.answer("readlink", cb, vfs.readlink(path), (target) => [target]),
+      link: (from: string, to: string, cb: Cb) => this.answer("link", cb, vfs.link(from, to)),
+      mknod: (path: string, mode: number, rdev: number, cb: Cb, caller?: Caller) =>
+        this.answer("mknod", cb, vfs.mknod(path, mode, rdev, callerOf(caller))),
+      chmod: (path: string, mode: number, cb: Cb) => this.answer("chmod", cb, vfs.chmod(path, mode)),
+      chown: (path: string, uid: number, gid: number, cb: Cb) => this.answer("chown", cb, vfs.chown(path, uid, gid)),
+      utimens: (path: string, atime: number, mtime: number, cb: Cb) => this.answer("utimens", cb, vfs.utimens(path, atime, mtime)),
+      setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb) =>
+        this.answer("setxattr", cb, vfs.setxattr(path, name, Buffer.from(value), flags)),
+      getxattr: (path: string, name: string, _position: number, cb: Cb) =>
+        this.answer("getxattr", cb, vfs.getxattr(path, name), (value) => [Buffer.from(value)]),
+      listxattr: (path: string, cb: Cb) => this.answer("listxattr", cb, vfs.listxattr(path), (names) => [names]),
+      removexattr: (path: string, name: string, cb: Cb) => this.answer("removexattr", cb, vfs.removexattr(path, name)),
+    };
+  }
+}
+
+/** The caller context our patched fuse-native passes after the callback; absent when unpatched. */
+function callerOf(caller: Caller | undefined): Caller | undefined {
+  return caller && typeof caller.uid === "number" && typeof caller.gid === "number" ? { uid: caller.uid, gid: caller.gid } : undefined;
+}

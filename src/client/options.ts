@@ -1,0 +1,33 @@
+/** Every tunable of the client in one place, with the defaults a hard mount wants. */
+export interface ClientOptions {
+  /** How long one attempt of a request may take before it is re-sent. */
+  attemptTimeoutMs: number;
+  /** Attempts of slow ops (fsync, big writes on a busy disk) get this long instead. */
+  slowAttemptTimeoutMs: number;
+  /** Attempts on a handle's own instance before the handle is moved to another instance. */
+  instanceAttempts: number;
+  /** Capped exponential backoff between attempts. */
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  /** Hard mount when undefined; otherwise ops fail with EIO after this long. */
+  softTimeoutMs: number | undefined;
+  /** Write-behind: acknowledged writes a handle may have in flight before a write waits. */
+  writeBehindMaxInFlight: number;
+  writeBehindMaxBytes: number;
+  /** Kernel attribute and entry cache lifetimes, seconds. */
+  attrTimeoutS: number;
+  entryTimeoutS: number;
+}
+
+export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
+  attemptTimeoutMs: 2_000,
+  slowAttemptTimeoutMs: 30_000,
+  instanceAttempts: 2,
+  backoffBaseMs: 50,
+  backoffCapMs: 2_000,
+  softTimeoutMs: undefined,
+  writeBehindMaxInFlight: 8,
+  writeBehindMaxBytes: 8 * 1024 * 1024,
+  attrTimeoutS: 1,
+  entryTimeoutS: 1,
+};

@@ -1,0 +1,118 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { NatsConnection } from "nats";
+import {
+  DecodeError,
+  ERRNO,
+  FsError,
+  OPS,
+  decodeReply,
+  encodeRequest,
+  errnoName,
+  requestSubject,
+  type OpArgs,
+  type OpName,
+  type OpResult,
+  type OpTypes,
+  type RequestIds,
+} from "../protocol/index.js";
+import type { BusLink } from "./bus-link.js";
+import type { ClientObserver } from "./observer.js";
+import type { ClientOptions } from "./options.js";
+import { alreadyDoneErrno, backoffDelay, classifyAttemptError } from "./retry.js";
+
+/** The instance a handle-bound request addressed is gone (restarted, killed or frozen). */
+export class InstanceGoneError extends Error {
+  override readonly name = "InstanceGoneError";
+  constructor(
+    readonly instance: string,
+    readonly reason: "no_responders" | "timeout",
+  ) {
+    super(`server instance ${instance} is gone (${reason})`);
+  }
+}
+
+export interface CallOptions {
+  /** Send to this server instance (handle-bound ops) instead of the export's queue group. */
+  instance?: string;
+}
+
+/** Ops whose one attempt may legitimately take long on the server. */
+const SLOW_OPS: ReadonlySet<OpName> = new Set(["fsync", "flush", "release", "write", "ftruncate", "truncate"]);
+
+/**
+ * Request/reply with one export over the bus: one request id for every attempt of a call, per-attempt
+ * timeouts, capped backoff, re-sends after reconnects, hard or soft failure semantics.
+ */
+export class Rpc {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly link: BusLink,
+    readonly exportName: string,
+    private readonly identity: string,
+    private readonly ids: RequestIds,
+    private readonly observer: ClientObserver,
+    private readonly options: ClientOptions,
+  ) {}
+
+  async call<O extends OpName & keyof OpTypes>(op: O, args: OpArgs<O>, callOptions: CallOptions = {}): Promise<OpResult<O>> {
+    const started = performance.now();
+    this.observer.opStarted(op);
+    try {
+      const result = await this.attempt(op, args, callOptions);
+      this.observer.opFinished(op, 0, (performance.now() - started) / 1000);
+      this.observer.exportReachable(this.exportName, true);
+      return result;
+    } catch (err) {
+      const errno = err instanceof FsError ? err.errno : ERRNO.EIO!;
+      this.observer.opFinished(op, errno, (performance.now() - started) / 1000);
+      if (!(err instanceof FsError) || errno === ERRNO.EIO) this.observer.lastError(`${op}: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  private async attempt<O extends OpName & keyof OpTypes>(op: O, args: OpArgs<O>, { instance }: CallOptions): Promise<OpResult<O>> {
+    const subject = requestSubject(this.exportName, this.identity, op, instance);
+    const payload = encodeRequest({ id: this.ids.next(), args });
+    const timeout = SLOW_OPS.has(op) ? this.options.slowAttemptTimeoutMs : this.options.attemptTimeoutMs;
+    const deadline = this.options.softTimeoutMs === undefined ? Infinity : Date.now() + this.options.softTimeoutMs;
+    let attempts = 0;
+    for (;;) {
+      await this.link.waitConnected(deadline);
+      attempts += 1;
+      let failure: unknown;
+      try {
+        const request = this.nc.request(subject, payload, { timeout });
+        request.catch(() => undefined); // it may be abandoned below when the connection drops
+        const outcome = await Promise.race([request, this.link.nextDisconnect]);
+        if (outcome === "disconnected") {
+          failure = Object.assign(new Error("bus disconnected"), { code: "DISCONNECT" });
+        } else {
+          return this.unwrap(op, decodeReply<OpResult<O>>(outcome.data), attempts);
+        }
+      } catch (err) {
+        if (err instanceof FsError) throw err;
+        if (err instanceof DecodeError) throw new FsError(ERRNO.EIO!, `${op}: ${err.message}`);
+        failure = err;
+      }
+      const verdict = classifyAttemptError(failure, instance !== undefined, attempts, this.options.instanceAttempts);
+      if (verdict.kind === "fatal") throw new FsError(verdict.errno, `${op} on ${this.exportName}: ${verdict.message}`);
+      if (verdict.kind === "instance_gone") throw new InstanceGoneError(instance!, verdict.reason);
+      this.observer.retry(op, verdict.reason);
+      if (verdict.reason !== "disconnected") this.observer.exportReachable(this.exportName, false);
+      const delay = backoffDelay(attempts, this.options.backoffBaseMs, this.options.backoffCapMs);
+      if (Date.now() + delay > deadline) {
+        throw new FsError(ERRNO.EIO!, `${op} on ${this.exportName}: no answer within the soft-mount timeout`);
+      }
+      await sleep(delay);
+    }
+  }
+
+  private unwrap<O extends OpName & keyof OpTypes>(op: O, reply: { errno: number; result?: OpResult<O>; message?: string }, attempts: number): OpResult<O> {
+    if (reply.errno === 0) return reply.result as OpResult<O>;
+    if (attempts > 1 && !OPS[op].idempotent && alreadyDoneErrno(op) === reply.errno) {
+      // Our first attempt took effect on an instance that did not answer: the op is done.
+      return null as OpResult<O>;
+    }
+    throw new FsError(reply.errno, `${op} on ${this.exportName}: ${reply.message ?? errnoName(reply.errno)}`);
+  }
+}
