@@ -1,15 +1,17 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
 import { parse as parseYaml } from "yaml";
 import { createClientMetrics, createServerMetrics } from "../src/metrics/index.js";
 
-const DASHBOARD = "deploy/grafana/dashboards/natsfs.json";
-const RULES = "deploy/prometheus/rules.yml";
-const PROMETHEUS_CONFIG = "deploy/prometheus/prometheus.yml";
-const DATASOURCE = "deploy/grafana/provisioning/datasources/prometheus.yml";
-const DASHBOARD_PROVIDER = "deploy/grafana/provisioning/dashboards/natsfs.yml";
+const inRepo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
+const DASHBOARD = inRepo("deploy/grafana/dashboards/natsfs.json");
+const RULES = inRepo("deploy/prometheus/rules.yml");
+const PROMETHEUS_CONFIG = inRepo("deploy/prometheus/prometheus.yml");
+const DATASOURCE = inRepo("deploy/grafana/provisioning/datasources/prometheus.yml");
+const DASHBOARD_PROVIDER = inRepo("deploy/grafana/provisioning/dashboards/natsfs.yml");
 
 interface Target { refId: string; expr: string; datasource?: { uid?: string } }
 interface Panel {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import { createClientMetrics, startMetricsServer, type MetricsServer } from "../src/metrics/index.js";
 import { freePort } from "./helpers/ports.js";
@@ -17,6 +18,7 @@ const metrics = createClientMetrics({ exportNames: ["home"], identity: "alice", 
 let endpoint: MetricsServer;
 let prometheus: Started;
 let prometheusUrl: string;
+const inRepo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "natsfs-prometheus-"));
 
 async function query(expression: string): Promise<QueryResult> {
@@ -47,7 +49,7 @@ before(async () => {
     configPath,
     [
       "global: { scrape_interval: 1s, evaluation_interval: 1s }",
-      `rule_files: [${JSON.stringify(resolve("deploy/prometheus/rules.yml"))}]`,
+      `rule_files: [${JSON.stringify(inRepo("deploy/prometheus/rules.yml"))}]`,
       "scrape_configs:",
       "  - job_name: natsfs-client",
       `    static_configs: [{ targets: [${JSON.stringify(new URL(endpoint.url).host)}] }]`,
@@ -96,7 +98,7 @@ test("Prometheus loads the natsfs alert rules", async () => {
 });
 
 test("every dashboard expression is valid PromQL", async () => {
-  const dashboard = JSON.parse(readFileSync("deploy/grafana/dashboards/natsfs.json", "utf8")) as {
+  const dashboard = JSON.parse(readFileSync(inRepo("deploy/grafana/dashboards/natsfs.json"), "utf8")) as {
     panels: { title: string; targets?: { expr: string }[] }[];
   };
   // What Grafana substitutes before it sends a query.

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { countsByKey, renderStatus, statusUrl } from "../src/cli/status.js";
 import { createClientMetrics, startMetricsServer, type MetricsServer } from "../src/metrics/index.js";
 import { freePort } from "./helpers/ports.js";
 import { start, waitFor, type Started } from "./helpers/processes.js";
 
-const CLI = ["--import", "tsx", "src/cli/main.ts"];
+const CLI = ["--import", "tsx", fileURLToPath(new URL("../src/cli/main.ts", import.meta.url))];
 
 /** Runs the real CLI to completion (asynchronously: the endpoint it asks lives in this process). */
 async function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
