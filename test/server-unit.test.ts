@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ERRNO, FsError } from "../src/protocol/index.js";
+import { parseArgs } from "../src/server/args.js";
+import { ExportSpecError, openPolicy, parseExportSpec, parseExportSpecs } from "../src/server/config.js";
+import { PathRefused, pathComponents } from "../src/server/confine.js";
+import { DuplicateRequestCache } from "../src/server/drc.js";
+import { mkfifoErrno } from "../src/server/export.js";
+
+function errnoOfCall(fn: () => unknown): number | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    assert.ok(err instanceof FsError, `expected FsError, got ${String(err)}`);
+    return err.errno;
+  }
+}
+
+describe("pathComponents", () => {
+  it("splits plain absolute paths", () => {
+    assert.deepEqual(pathComponents("/"), []);
+    assert.deepEqual(pathComponents("/a"), ["a"]);
+    assert.deepEqual(pathComponents("/a/b c/.hidden/..x"), ["a", "b c", ".hidden", "..x"]);
+  });
+
+  it("refuses escapes and garbage with the right errno", () => {
+    assert.equal(errnoOfCall(() => pathComponents("/..")), ERRNO.EACCES);
+    assert.equal(errnoOfCall(() => pathComponents("/a/../../etc")), ERRNO.EACCES);
+    assert.equal(errnoOfCall(() => pathComponents("/a/./b")), ERRNO.EINVAL);
+    assert.equal(errnoOfCall(() => pathComponents("a/b")), ERRNO.EINVAL);
+    assert.equal(errnoOfCall(() => pathComponents("")), ERRNO.EINVAL);
+    assert.equal(errnoOfCall(() => pathComponents("//etc")), ERRNO.EINVAL);
+    assert.equal(errnoOfCall(() => pathComponents("/a/")), ERRNO.EINVAL);
+    assert.equal(errnoOfCall(() => pathComponents("/a\0b")), ERRNO.EINVAL);
+  });
+
+  it("enforces NAME_MAX in bytes and PATH_MAX", () => {
+    assert.deepEqual(pathComponents(`/${"x".repeat(255)}`), ["x".repeat(255)]);
+    assert.equal(errnoOfCall(() => pathComponents(`/${"x".repeat(256)}`)), ERRNO.ENAMETOOLONG);
+    // 128 two-byte characters: 128 characters but 256 bytes
+    assert.equal(errnoOfCall(() => pathComponents(`/${"é".repeat(128)}`)), ERRNO.ENAMETOOLONG);
+    const deep = "/" + Array.from({ length: 1000 }, () => "abcd").join("/");
+    assert.equal(errnoOfCall(() => pathComponents(deep)), ERRNO.ENAMETOOLONG);
+  });
+
+  it("marks refusals as PathRefused", () => {
+    assert.throws(() => pathComponents("/.."), PathRefused);
+  });
+});
+
+describe("--export parsing", () => {
+  it("parses NAME=PATH and NAME=PATH:ro", () => {
+    assert.deepEqual(parseExportSpec("home=/srv/home"), {
+      name: "home",
+      path: "/srv/home",
+      readOnly: false,
+      squash: "none",
+      anonUid: 65534,
+      anonGid: 65534,
+    });
+    const ro = parseExportSpec("public=/srv/pub lic:ro");
+    assert.equal(ro.path, "/srv/pub lic");
+    assert.equal(ro.readOnly, true);
+    assert.equal(parseExportSpec("a=/x:rw").readOnly, false);
+  });
+
+  it("rejects bad specs", () => {
+    for (const bad of ["home", "=/srv", "home=srv", "bad.name=/srv", "home=", "a b=/x"]) {
+      assert.throws(() => parseExportSpec(bad), ExportSpecError, bad);
+    }
+    assert.throws(() => parseExportSpecs(["a=/x", "a=/y"]), /twice/);
+  });
+
+  it("open policy grants rw on rw exports and ro on :ro exports", () => {
+    const policy = openPolicy(parseExportSpecs(["home=/h", "pub=/p:ro"]));
+    assert.equal(policy.grant("anyone", "home"), "rw");
+    assert.equal(policy.grant("anyone", "pub"), "ro");
+    assert.equal(policy.grant("anyone", "other"), undefined);
+  });
+});
+
+describe("argument validation", () => {
+  it("accepts well-typed args and rejects wrong types", () => {
+    assert.equal(parseArgs("getattr", { path: "/a" }).ok, true);
+    assert.equal(parseArgs("write", { handle: 1, offset: 0, data: new Uint8Array(3) }).ok, true);
+    assert.equal(parseArgs("getattr", { path: 5 }).ok, false);
+    assert.equal(parseArgs("read", { handle: 1, offset: -1, length: 10 }).ok, false);
+    assert.equal(parseArgs("read", { handle: 1.5, offset: 0, length: 10 }).ok, false);
+    assert.equal(parseArgs("read", { handle: 1, offset: 0, length: 10 * 1024 * 1024 }).ok, false);
+    assert.equal(parseArgs("write", { handle: 1, offset: 0, data: "text" }).ok, false);
+    assert.equal(parseArgs("rename", { from: "/a" }).ok, false);
+    assert.equal(parseArgs("chown", { path: "/a", uid: -1, gid: -1 }).ok, true);
+  });
+});
+
+describe("DuplicateRequestCache", () => {
+  it("runs once and answers retries from the cache", async () => {
+    const cache = new DuplicateRequestCache<string>(10, 1000);
+    let runs = 0;
+    const execute = async () => `reply ${++runs}`;
+    assert.deepEqual(await cache.run("k", execute), { reply: "reply 1", hit: false });
+    assert.deepEqual(await cache.run("k", execute), { reply: "reply 1", hit: true });
+    assert.equal(runs, 1);
+  });
+
+  it("coalesces a retry that arrives while the first is still running", async () => {
+    const cache = new DuplicateRequestCache<string>(10, 1000);
+    let release!: (value: string) => void;
+    let runs = 0;
+    const execute = () => {
+      runs += 1;
+      return new Promise<string>((resolve) => (release = resolve));
+    };
+    const first = cache.run("k", execute);
+    const second = cache.run("k", execute);
+    release("done");
+    assert.deepEqual(await first, { reply: "done", hit: false });
+    assert.deepEqual(await second, { reply: "done", hit: true });
+    assert.equal(runs, 1);
+  });
+
+  it("expires entries after the TTL and evicts the oldest beyond capacity", async () => {
+    let now = 0;
+    const cache = new DuplicateRequestCache<number>(2, 100, () => now);
+    await cache.run("a", async () => 1);
+    now = 150;
+    assert.deepEqual(await cache.run("a", async () => 2), { reply: 2, hit: false });
+    await cache.run("b", async () => 3);
+    await cache.run("c", async () => 4);
+    assert.equal(cache.size, 2);
+    assert.deepEqual(await cache.run("a", async () => 5), { reply: 5, hit: false });
+  });
+
+  it("does not cache a failure to produce a reply", async () => {
+    const cache = new DuplicateRequestCache<number>(10, 1000);
+    await assert.rejects(cache.run("k", async () => Promise.reject(new Error("boom"))));
+    assert.deepEqual(await cache.run("k", async () => 7), { reply: 7, hit: false });
+  });
+});
+
+describe("mkfifoErrno", () => {
+  it("maps mkfifo's messages", () => {
+    assert.equal(mkfifoErrno("mkfifo: cannot create fifo 'x': File exists\n"), ERRNO.EEXIST);
+    assert.equal(mkfifoErrno("mkfifo: cannot create fifo 'x': No space left on device\n"), ERRNO.ENOSPC);
+    assert.equal(mkfifoErrno("something else"), ERRNO.EIO);
+  });
+});
