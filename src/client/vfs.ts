@@ -14,6 +14,7 @@ import type { ClientObserver, FailoverReason } from "./observer.js";
 import type { ClientOptions } from "./options.js";
 import { InstanceGoneError, type Rpc } from "./rpc.js";
 import { WriteBehind } from "./writer.js";
+import { MissingXattrCache } from "./xattr-cache.js";
 
 /** The process that asked for a new file system object, when the kernel adapter can tell. */
 export interface Caller {
@@ -35,6 +36,7 @@ export class Vfs {
   private readonly handles = new HandleTable();
   private readonly exports: Map<string, Rpc>;
   private readonly mountedAt = Date.now();
+  private readonly missingXattrs: MissingXattrCache;
 
   constructor(
     rpcs: readonly Rpc[],
@@ -45,6 +47,7 @@ export class Vfs {
     if (rpcs.length === 0) throw new Error("nothing to mount");
     if (rpcs.length > 1 && !exportsAsFolders) throw new Error("several exports need exportsAsFolders");
     this.exports = new Map(rpcs.map((rpc) => [rpc.exportName, rpc]));
+    this.missingXattrs = new MissingXattrCache(options.attrTimeoutS * 1000);
   }
 
   get openHandleCount(): number {
@@ -89,6 +92,7 @@ export class Vfs {
 
   async unlink(path: string): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
+    this.missingXattrs.forget(path);
     await rpc.call("unlink", { path: p });
   }
 
@@ -104,6 +108,8 @@ export class Vfs {
 
   async rename(from: string, to: string): Promise<void> {
     const [source, target] = this.routePair(from, to);
+    this.missingXattrs.forget(from);
+    this.missingXattrs.forget(to);
     await source.rpc.call("rename", { from: source.path, to: target.path });
     this.handles.renamed(source.rpc, source.path, target.path);
   }
@@ -143,13 +149,19 @@ export class Vfs {
 
   async setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
+    this.missingXattrs.forget(path);
     await rpc.call("setxattr", { path: p, name, value, flags });
   }
 
   async getxattr(path: string, name: string): Promise<Uint8Array> {
     const route = this.route(path);
-    if ("root" in route) throw fsError("ENODATA", `getxattr ${name} on the mount root`);
-    return route.rpc.call("getxattr", { path: route.path, name });
+    if ("root" in route || this.missingXattrs.isMissing(path, name)) throw fsError("ENODATA", `getxattr ${name} on ${path}`);
+    try {
+      return await route.rpc.call("getxattr", { path: route.path, name });
+    } catch (err) {
+      if (err instanceof FsError && err.errno === ERRNO.ENODATA) this.missingXattrs.rememberMissing(path, name);
+      throw err;
+    }
   }
 
   async listxattr(path: string): Promise<string[]> {
@@ -160,6 +172,7 @@ export class Vfs {
 
   async removexattr(path: string, name: string): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
+    this.missingXattrs.forget(path);
     await rpc.call("removexattr", { path: p, name });
   }
 
