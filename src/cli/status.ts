@@ -73,6 +73,7 @@ function exportsCell(status: NodeStatus): string {
     .map((entry) => {
       if (entry.reachable === true) return `${entry.name} (reachable)`;
       if (entry.reachable === false) return `${entry.name} (UNREACHABLE)`;
+      if (entry.openHandles !== undefined) return `${entry.name} (${entry.openHandles} open)`;
       return entry.name;
     })
     .join(", ");
