@@ -5,7 +5,6 @@ import { connect, createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { untilSignal } from "./common.js";
 
 const DEMO_DEFAULTS = {
   dir: "./demo",
@@ -45,7 +44,9 @@ function hasExited(child: ChildProcess): boolean {
 function launch(name: string, command: string, args: string[], logDir: string): DemoProcess {
   const logFile = join(logDir, `${name}.log`);
   const log = createWriteStream(logFile);
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  // Own process group: Ctrl-C reaches only the demo, which then stops everything in order (the mount
+  // first, so it can unmount itself cleanly).
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   child.once("error", (err) => log.write(`${command}: ${err.message}\n`));
   if (child.pid === undefined) throw new Error(`could not start ${command}; is it installed?`);
   child.stdout?.pipe(log, { end: false });
@@ -84,10 +85,21 @@ function unmount(path: string): void {
   if (isFuseMountpoint(path)) spawnSync("fusermount", ["-uz", path], { stdio: "ignore", timeout: 10_000 });
 }
 
-/** Polls `ready` until it holds; fails early, with the process's log, if any demo process exits. */
-async function waitUntil(what: string, ready: () => boolean | Promise<boolean>, watched: DemoProcess[]): Promise<void> {
+/** Set once SIGINT or SIGTERM arrives; startup gives up and everything started is stopped. */
+interface StopRequest {
+  signal?: NodeJS.Signals;
+}
+
+class Interrupted extends Error {}
+
+/**
+ * Polls `ready` until it holds; fails early, with the process's log, if any demo process exits, and
+ * stops waiting when the user interrupts.
+ */
+async function waitUntil(what: string, ready: () => boolean | Promise<boolean>, watched: DemoProcess[], stop: StopRequest): Promise<void> {
   const deadline = Date.now() + DEMO_DEFAULTS.startTimeoutMs;
   for (;;) {
+    if (stop.signal) throw new Interrupted(`${stop.signal} while waiting for ${what}`);
     const dead = watched.find((proc) => hasExited(proc.child));
     if (dead) throw new Error(`${dead.name} exited while waiting for ${what}:\n${logTail(dead)}`);
     if (await ready()) return;
@@ -168,16 +180,31 @@ async function runDemo(options: DemoOptions): Promise<void> {
 
   const started: DemoProcess[] = [];
   const stopAll = async () => {
-    // Unmount first so that nothing new enters the mount, then stop in reverse order of starting.
-    unmount(mountpoint);
-    for (const proc of [...started].reverse()) await stopProcess(proc);
-    unmount(mountpoint);
+    // Reverse order of starting: the mount unmounts itself on SIGTERM; if it had to be killed, the
+    // lazy unmount clears what it left.
+    for (const proc of [...started].reverse()) {
+      await stopProcess(proc);
+      unmount(mountpoint);
+    }
   };
+
+  // Listening from the start, and to every repeat, keeps Ctrl-C from killing the demo before it has
+  // stopped what it started.
+  const stop: StopRequest = {};
+  let requestStop: (signal: NodeJS.Signals) => void = () => undefined;
+  const stopRequested = new Promise<NodeJS.Signals>((resolveStop) => (requestStop = resolveStop));
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal) return;
+    stop.signal = signal;
+    requestStop(signal);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
 
   try {
     const nats = launch("nats-server", "nats-server", ["-c", natsConfig], logDir);
     started.push(nats);
-    await waitUntil(`nats-server on port ${natsPort}`, () => portOpen(natsPort), started);
+    await waitUntil(`nats-server on port ${natsPort}`, () => portOpen(natsPort), started, stop);
 
     const server = launch("server", process.execPath, [
       ...self, "server", "--insecure", "--nats", natsUrl,
@@ -185,7 +212,7 @@ async function runDemo(options: DemoOptions): Promise<void> {
       "--metrics-port", String(ports.server),
     ], logDir);
     started.push(server);
-    await waitUntil("the server to be ready", () => endpointReady(ports.server, "/readyz"), started);
+    await waitUntil("the server to be ready", () => endpointReady(ports.server, "/readyz"), started, stop);
 
     const mount = launch("mount", process.execPath, [
       ...self, "mount", "--insecure", "--nats", natsUrl,
@@ -193,15 +220,19 @@ async function runDemo(options: DemoOptions): Promise<void> {
       "--metrics-port", String(ports.client),
     ], logDir);
     started.push(mount);
-    await waitUntil(`the mount at ${mountpoint}`, () => mountIsLive(mountpoint), started);
+    await waitUntil(`the mount at ${mountpoint}`, () => mountIsLive(mountpoint), started, stop);
 
     process.stdout.write(instructions(dir, exportDir, mountpoint, natsUrl, ports));
     const exitedEarly = Promise.race(started.map((proc) => once(proc.child, "exit").then(() => proc)));
-    const outcome = await Promise.race([untilSignal(), exitedEarly]);
+    const outcome = await Promise.race([stopRequested, exitedEarly]);
     if (typeof outcome !== "string") throw new Error(`${outcome.name} stopped unexpectedly:\n${logTail(outcome)}`);
-    process.stdout.write("\nstopping: unmounting and stopping the demo processes...\n");
+  } catch (err) {
+    if (!(err instanceof Interrupted)) throw err;
   } finally {
+    process.stdout.write("\nstopping: unmounting and stopping the demo processes...\n");
     await stopAll();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
   process.stdout.write(`stopped; the exported files stay in ${exportDir}\n`);
 }
