@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { createServerMetrics, startMetricsServer } from "../metrics/index.js";
-import { loadPolicy } from "../security/policy.js";
+import { PolicyError, loadPolicy } from "../security/policy.js";
 import { ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig } from "../server/index.js";
 import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
@@ -19,11 +19,20 @@ interface Exports {
   knownIdentities?: string[];
 }
 
+function readPolicy(file: string) {
+  try {
+    return loadPolicy(file);
+  } catch (err) {
+    if (err instanceof PolicyError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 function exportsFrom(flags: ServerFlags): Exports {
   const specs = flags.export ?? [];
   if (specs.length > 0 && flags.policy !== undefined) throw new UsageError("give either --export or --policy, not both");
   if (flags.policy !== undefined) {
-    const { exports, policy, identities, servers } = loadPolicy(flags.policy);
+    const { exports, policy, identities, servers } = readPolicy(flags.policy);
     if (exports.length === 0) throw new UsageError(`${flags.policy} names no exports`);
     if (flags.identity !== undefined && !servers.includes(flags.identity)) {
       throw new UsageError(`identity "${flags.identity}" is not listed under servers: in ${flags.policy}`);

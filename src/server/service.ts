@@ -77,6 +77,7 @@ export class FsService {
   private microService: Service | undefined;
   private requests = 0;
   private stopping = false;
+  private connected = true;
 
   constructor(private readonly params: ServiceParams) {
     const { exports, options, observer } = params;
@@ -106,7 +107,7 @@ export class FsService {
       metadata: { instance: this.instance, epoch: this.epoch, exports: this.exports.map((e) => e.name).join(",") },
     });
     observer.connectionState(true, nc.getServer());
-    void this.watchConnection();
+    this.watchConnection().catch((err: unknown) => this.params.logger.error({ err }, "connection status watch failed"));
   }
 
   /** Stops taking requests, lets the ones in flight finish, then closes every handle. */
@@ -124,7 +125,7 @@ export class FsService {
     return {
       instance: this.instance,
       epoch: this.epoch,
-      connected: !nc.isClosed() && nc.getServer() !== "",
+      connected: this.connected && !nc.isClosed(),
       server: nc.getServer() || undefined,
       inFlight: this.inFlight.size,
       requests: this.requests,
@@ -147,9 +148,11 @@ export class FsService {
     const { nc, observer, logger } = this.params;
     for await (const event of nc.status()) {
       if (event.type === Events.Disconnect) {
+        this.connected = false;
         observer.connectionState(false, String(event.data));
         logger.warn({ server: event.data }, "disconnected from nats-server");
       } else if (event.type === Events.Reconnect) {
+        this.connected = true;
         observer.connectionState(true, String(event.data));
         logger.info({ server: event.data }, "reconnected to nats-server");
       }
