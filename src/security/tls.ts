@@ -104,7 +104,10 @@ export function explainConnectError(err: unknown, context: ConnectContext): stri
   const detail = (err as Error).message ?? String(err);
   const at = `nats-server at ${servers}`;
   const certFile = pkiDir === undefined ? undefined : certPath(resolve(pkiDir), identity);
-  if (code.includes("ALERT")) {
+  // Under TLS 1.3 the client finishes its side of the handshake before the server checks the
+  // client certificate, so a refusal arrives as an alert or as a reset connection.
+  const refused = code.includes("ALERT") || (code === "ECONNRESET" && certFile !== undefined);
+  if (refused) {
     if (certFile === undefined) return `${at} requires TLS with a client certificate: pass --pki DIR --identity NAME instead of --insecure`;
     return `${at} refused the certificate ${certFile} (${code}): it must come from the same CA as the nats-server's and be valid; issue one with "natsfs pki issue --dir ${resolve(pkiDir!)} --name ${identity} --force" using the deployment's CA`;
   }
