@@ -173,8 +173,8 @@ export async function startMountProcess(natsUrl: string, exportName: string | un
   try {
     await Promise.race([waitFor(`FUSE mount at ${mountpoint}`, () => isFuseMounted(mountpoint), TIMEOUTS.mountMs), died]);
   } catch (err) {
-    await unmount(mountpoint);
     await stopProcess(proc);
+    await unmount(mountpoint);
     throw new Error(`${(err as Error).message}\n--- natsfs mount output ---\n${proc.output()}`);
   } finally {
     died.catch(() => undefined);
@@ -214,10 +214,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const teardown = async () => {
     if (tornDown) return;
     tornDown = true;
+    // The mount process unmounts itself on SIGTERM (the clean path); one that had to be killed leaves a
+    // dead mount behind ("transport endpoint is not connected"), which the lazy unmount clears.
+    for (const proc of mounts) await stopProcess(proc);
     await unmount(mountpoint);
-    for (const proc of [...mounts, ...servers]) await stopProcess(proc);
-    // A daemon killed mid-request leaves a dead mount behind ("transport endpoint is not connected").
-    await unmount(mountpoint);
+    for (const proc of servers) await stopProcess(proc);
     if (nats) await stopProcess(nats);
     removeUnlessMounted(root);
   };
