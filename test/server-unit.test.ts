@@ -5,7 +5,7 @@ import { parseArgs } from "../src/server/args.js";
 import { ExportSpecError, openPolicy, parseExportSpec, parseExportSpecs } from "../src/server/config.js";
 import { PathRefused, pathComponents } from "../src/server/confine.js";
 import { DuplicateRequestCache } from "../src/server/drc.js";
-import { mkfifoErrno } from "../src/server/export.js";
+import { mkfifoErrno, utimeSeconds } from "../src/server/export.js";
 
 function errnoOfCall(fn: () => unknown): number | undefined {
   try {
@@ -144,5 +144,19 @@ describe("mkfifoErrno", () => {
     assert.equal(mkfifoErrno("mkfifo: cannot create fifo 'x': File exists\n"), ERRNO.EEXIST);
     assert.equal(mkfifoErrno("mkfifo: cannot create fifo 'x': No space left on device\n"), ERRNO.ENOSPC);
     assert.equal(mkfifoErrno("something else"), ERRNO.EIO);
+  });
+});
+
+describe("utimeSeconds", () => {
+  it("survives libuv's truncation to nanoseconds as the same millisecond", () => {
+    for (let ms = 1_400_086_400_000; ms < 1_400_086_401_000; ms += 1) {
+      for (const base of [ms, ms + 2_000_000_000_000]) {
+        // What uv_fs_lutime does with the double: whole seconds, then truncated nanoseconds.
+        const seconds = utimeSeconds(base);
+        const whole = Math.trunc(seconds);
+        const nanos = Math.trunc((seconds - whole) * 1e9);
+        assert.equal(whole * 1000 + Math.floor(nanos / 1e6), base);
+      }
+    }
   });
 });

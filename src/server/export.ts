@@ -105,6 +105,16 @@ function keepIfUnset(id: number): number {
 }
 
 /**
+ * Seconds for lutimes, which takes a double and truncates it to nanoseconds: 1400086400.122 s is
+ * stored as .121999979 and would come back as 121 ms. Half a microsecond more (well above a double's
+ * resolution at today's dates, well below a millisecond) makes the stored time read back as the
+ * millisecond the client asked for. Exported for unit tests.
+ */
+export function utimeSeconds(ms: number): number {
+  return (ms + 0.0005) / 1000;
+}
+
+/**
  * Maps the text mkfifo prints to an errno: the helper process reports failures only as text.
  * Exported for unit tests.
  */
@@ -196,7 +206,7 @@ export class ExportFs {
           }),
         ),
       chown: ({ path, uid, gid }) => this.chown(path, uid, gid),
-      utimens: ({ path, atimeMs, mtimeMs }) => this.at(path, async (r) => (await lutimes(r.leafPath, atimeMs / 1000, mtimeMs / 1000), null)),
+      utimens: ({ path, atimeMs, mtimeMs }) => this.at(path, async (r) => (await lutimes(r.leafPath, utimeSeconds(atimeMs), utimeSeconds(mtimeMs)), null)),
       setxattr: ({ path, name, value, flags }) => this.setxattr(path, name, value, flags),
       removexattr: ({ path, name }) =>
         this.at(path, (r) =>
