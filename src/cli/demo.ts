@@ -5,16 +5,83 @@ import { connect, createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
+import { certPath, initCa, issue, loadPolicy, renderNatsConfig } from "../security/index.js";
 
 const DEMO_DEFAULTS = {
   dir: "./demo",
   exportName: "demo",
+  /** Certificate names: the nats-server's own, the identity that serves, the identity that mounts. */
+  natsCertName: "nats",
+  serverIdentity: "fileserver",
+  clientIdentity: "demo",
   startTimeoutMs: 20_000,
   stopTimeoutMs: 5_000,
 } as const;
 
 interface DemoOptions {
   dir: string;
+  insecure?: boolean;
+}
+
+/** How the demo's processes meet on the bus: the nats-server config and each natsfs process's flags. */
+interface BusSetup {
+  url: string;
+  natsConfig: string;
+  serverArgs: string[];
+  mountArgs: string[];
+  summary: string[];
+}
+
+function plainBus(port: number, exportDir: string): BusSetup {
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    natsConfig: `listen: 127.0.0.1:${port}\n`,
+    serverArgs: ["--insecure", "--export", `${DEMO_DEFAULTS.exportName}=${exportDir}`],
+    mountArgs: ["--insecure"],
+    summary: ["security        none (--insecure): plain NATS, anyone on this machine can connect"],
+  };
+}
+
+/**
+ * Mutual TLS with a policy: a CA and certificates in DIR/pki (kept across runs), a policy granting the
+ * client identity read-write access to the export, and the nats-server config rendered from it.
+ */
+function tlsBus(dir: string, port: number, exportDir: string): BusSetup {
+  const pki = join(dir, "pki");
+  if (!existsSync(certPath(pki, "ca"))) initCa(pki);
+  const hosts: Record<string, string[]> = {
+    [DEMO_DEFAULTS.natsCertName]: ["127.0.0.1", "localhost"],
+    [DEMO_DEFAULTS.serverIdentity]: [],
+    [DEMO_DEFAULTS.clientIdentity]: [],
+  };
+  for (const [name, names] of Object.entries(hosts)) {
+    if (!existsSync(certPath(pki, name))) issue(pki, name, names);
+  }
+  const policyFile = join(dir, "policy.yaml");
+  if (!existsSync(policyFile)) {
+    writeFileSync(policyFile, [
+      "# natsfs demo policy: edit, then restart the demo (the nats-server config is rendered from it).",
+      "exports:",
+      `  ${DEMO_DEFAULTS.exportName}: { path: ${JSON.stringify(exportDir)} }`,
+      "identities:",
+      `  ${DEMO_DEFAULTS.clientIdentity}: { grants: { ${DEMO_DEFAULTS.exportName}: rw } }`,
+      `servers: [${DEMO_DEFAULTS.serverIdentity}]`,
+      "",
+    ].join("\n"));
+  }
+  // The rendered config has no listen address of its own; the demo keeps nats-server on loopback.
+  const natsConfig = `listen: 127.0.0.1:${port}\n${renderNatsConfig(loadPolicy(policyFile), pki, { certName: DEMO_DEFAULTS.natsCertName })}`;
+  return {
+    url: `tls://127.0.0.1:${port}`,
+    natsConfig,
+    serverArgs: ["--pki", pki, "--identity", DEMO_DEFAULTS.serverIdentity, "--policy", policyFile],
+    mountArgs: ["--pki", pki, "--identity", DEMO_DEFAULTS.clientIdentity],
+    summary: [
+      `security        mutual TLS, CA and certificates in ${pki}`,
+      `                identities: ${DEMO_DEFAULTS.serverIdentity} (serves), ${DEMO_DEFAULTS.clientIdentity} (mounts, rw)`,
+      `policy          ${policyFile}`,
+    ],
+  };
 }
 
 /** A process the demo started: stopped by its PID, its output kept in a log file. */
@@ -138,15 +205,16 @@ async function stopProcess(proc: DemoProcess): Promise<void> {
   }
 }
 
-function instructions(dir: string, exportDir: string, mountpoint: string, natsUrl: string, ports: { server: number; client: number }): string {
+function instructions(dir: string, exportDir: string, mountpoint: string, bus: BusSetup, ports: { server: number; client: number }): string {
   const cli = `node ${process.argv[1]}`;
   return `
-natsfs demo is running (plain NATS on 127.0.0.1 only).
+natsfs demo is running (nats-server on 127.0.0.1 only).
 
-  nats-server     ${natsUrl}
+  nats-server     ${bus.url}  (config ${join(dir, "nats.conf")})
   server          exports "${DEMO_DEFAULTS.exportName}" = ${exportDir}
   mount           ${mountpoint}
   logs            ${join(dir, "logs")}
+${bus.summary.map((line) => `  ${line}`).join("\n")}
 
 Try, in another terminal:
   ls -l ${mountpoint}
@@ -172,9 +240,9 @@ async function runDemo(options: DemoOptions): Promise<void> {
   if (!existsSync(welcome)) writeFileSync(welcome, "This file lives in the exported directory and is read through the FUSE mount.\n");
 
   const natsPort = await freePort();
-  const natsUrl = `nats://127.0.0.1:${natsPort}`;
+  const bus = options.insecure ? plainBus(natsPort, exportDir) : tlsBus(dir, natsPort, exportDir);
   const natsConfig = join(dir, "nats.conf");
-  writeFileSync(natsConfig, `listen: 127.0.0.1:${natsPort}\n`);
+  writeFileSync(natsConfig, bus.natsConfig);
   const ports = { server: await freePort(), client: await freePort() };
   const self = [process.argv[1]!];
 
@@ -207,22 +275,19 @@ async function runDemo(options: DemoOptions): Promise<void> {
     await waitUntil(`nats-server on port ${natsPort}`, () => portOpen(natsPort), started, stop);
 
     const server = launch("server", process.execPath, [
-      ...self, "server", "--insecure", "--nats", natsUrl,
-      "--export", `${DEMO_DEFAULTS.exportName}=${exportDir}`,
-      "--metrics-port", String(ports.server),
+      ...self, "server", "--nats", bus.url, ...bus.serverArgs, "--metrics-port", String(ports.server),
     ], logDir);
     started.push(server);
     await waitUntil("the server to be ready", () => endpointReady(ports.server, "/readyz"), started, stop);
 
     const mount = launch("mount", process.execPath, [
-      ...self, "mount", "--insecure", "--nats", natsUrl,
-      "--export", DEMO_DEFAULTS.exportName, mountpoint, "--foreground",
-      "--metrics-port", String(ports.client),
+      ...self, "mount", "--nats", bus.url, ...bus.mountArgs,
+      "--export", DEMO_DEFAULTS.exportName, mountpoint, "--foreground", "--metrics-port", String(ports.client),
     ], logDir);
     started.push(mount);
     await waitUntil(`the mount at ${mountpoint}`, () => mountIsLive(mountpoint), started, stop);
 
-    process.stdout.write(instructions(dir, exportDir, mountpoint, natsUrl, ports));
+    process.stdout.write(instructions(dir, exportDir, mountpoint, bus, ports));
     const exitedEarly = Promise.race(started.map((proc) => once(proc.child, "exit").then(() => proc)));
     const outcome = await Promise.race([stopRequested, exitedEarly]);
     if (typeof outcome !== "string") throw new Error(`${outcome.name} stopped unexpectedly:\n${logTail(outcome)}`);
@@ -240,7 +305,8 @@ async function runDemo(options: DemoOptions): Promise<void> {
 export function registerDemo(program: Command): void {
   program
     .command("demo")
-    .description("run nats-server, a server and a mount locally in the foreground; Ctrl-C stops everything")
-    .option("--dir <dir>", "folder for the export, the mountpoint, configuration and logs", DEMO_DEFAULTS.dir)
+    .description("run nats-server (mutual TLS), a server and a mount locally in the foreground; Ctrl-C stops everything")
+    .option("--dir <dir>", "folder for the export, the mountpoint, PKI, policy, configuration and logs", DEMO_DEFAULTS.dir)
+    .option("--insecure", "plain NATS without TLS or policy")
     .action((options: DemoOptions) => runDemo(options));
 }
