@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
+import { fstatSync, openSync } from "node:fs";
 import { describe, it } from "node:test";
 import { ERRNO, FsError } from "../src/protocol/index.js";
 import { parseArgs } from "../src/server/args.js";
 import { ExportSpecError, openPolicy, parseExportSpec, parseExportSpecs } from "../src/server/config.js";
 import { PathRefused, pathComponents } from "../src/server/confine.js";
 import { DuplicateRequestCache } from "../src/server/drc.js";
+import { HandleTable } from "../src/server/handles.js";
 import { mkfifoErrno, utimeSeconds } from "../src/server/export.js";
 
 function errnoOfCall(fn: () => unknown): number | undefined {
@@ -158,5 +160,57 @@ describe("utimeSeconds", () => {
         assert.equal(whole * 1000 + Math.floor(nanos / 1e6), base);
       }
     }
+  });
+});
+
+describe("HandleTable", () => {
+  const fileEntry = (identity = "alice") => ({ kind: "file" as const, fd: openSync("/dev/null", "r"), path: "/f", flags: 0, identity });
+  const isOpen = (fd: number) => {
+    try {
+      fstatSync(fd);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it("hands out handles per identity and kind", async () => {
+    const table = new HandleTable(4, () => {});
+    const entry = fileEntry();
+    const handle = table.add(entry);
+    assert.equal(table.get(handle, "file", "alice"), entry);
+    assert.throws(() => table.get(handle, "file", "bob"), (err: FsError) => err.errno === ERRNO.ESTALE);
+    assert.throws(() => table.get(handle, "dir", "alice"), (err: FsError) => err.errno === ERRNO.ENOTDIR);
+    assert.throws(() => table.get(handle + 1, "file", "alice"), (err: FsError) => err.errno === ERRNO.ESTALE);
+    await table.remove(handle, "file", "alice");
+    assert.equal(isOpen(entry.fd), false);
+  });
+
+  it("closes the least recently used idle handle when full, EMFILE when all are busy", async () => {
+    const evicted: string[] = [];
+    const table = new HandleTable(2, () => {}, (entry) => evicted.push(entry.path));
+    const first = { ...fileEntry(), path: "/first" };
+    const second = { ...fileEntry(), path: "/second" };
+    const a = table.add(first);
+    const b = table.add(second);
+    table.get(a, "file", "alice"); // a is now more recent than b
+    const c = table.add(fileEntry());
+    assert.deepEqual(evicted, ["/second"]);
+    assert.throws(() => table.get(b, "file", "alice"), (err: FsError) => err.errno === ERRNO.ESTALE);
+
+    let finish!: () => void;
+    const busyA = table.use(a, "file", "alice", () => new Promise<void>((resolve) => (finish = resolve)));
+    const busyC = table.use(c, "file", "alice", async () => {
+      assert.throws(() => table.add(fileEntry()), (err: FsError) => err.errno === ERRNO.EMFILE);
+    });
+    await busyC;
+    // Released while an op still uses it: the fd stays open until that op is done.
+    await table.remove(a, "file", "alice");
+    assert.equal(isOpen(first.fd), true);
+    finish();
+    await busyA;
+    assert.equal(isOpen(first.fd), false);
+    await table.closeAll();
+    assert.equal(table.size, 0);
   });
 });

@@ -28,7 +28,7 @@ export interface ServerOptions {
   /** Entries kept in the duplicate-request cache, and how long a finished reply stays there. */
   drcEntries: number;
   drcTtlMs: number;
-  /** Open file and directory handles one export holds at most; more gives EMFILE. */
+  /** Open file and directory handles one export holds at most; beyond it the least recently used idle one is closed. */
   maxHandlesPerExport: number;
   /** Deadline for the helper process that makes FIFOs. */
   mknodTimeoutMs: number;

@@ -28,6 +28,7 @@ import {
   unlink,
 } from "node:fs/promises";
 import { promisify } from "node:util";
+import type { Logger } from "pino";
 import { getAttribute, listAttributes, removeAttribute, setAttribute } from "fs-xattr";
 import {
   CLIENT_OPEN_FLAGS,
@@ -150,11 +151,16 @@ export class ExportFs {
     private readonly server: { instance: string; epoch: string },
     private readonly options: ServerOptions,
     private readonly observer: ServerObserver,
+    logger: Logger,
   ) {
-    this.handles = new HandleTable(options.maxHandlesPerExport, (count) => observer.openHandles(config.name, count));
+    this.handles = new HandleTable(
+      options.maxHandlesPerExport,
+      (count) => observer.openHandles(config.name, count),
+      (entry) => logger.info({ export: config.name, path: entry.path, identity: entry.identity }, "closed the least recently used handle: table full"),
+    );
     this.handlers = {
       getattr: ({ path }) => this.at(path, async (r) => toStat(await lstat(r.leafPath))),
-      fgetattr: async ({ handle }, c) => toStat(await fstat(this.file(handle, c).fd)),
+      fgetattr: ({ handle }, c) => this.withFd(handle, c, async (fd) => toStat(await fstat(fd))),
       access: ({ path, mode }, c) => this.access(path, mode, c),
       statfs: ({ path }) => this.at(path, (r) => this.withInode(r, (inode) => this.statfs(inode))),
       readlink: ({ path }) => this.at(path, (r) => readlink(r.leafPath, "utf8")),
@@ -175,14 +181,10 @@ export class ExportFs {
       create: ({ path, flags, mode }, c) => this.create(path, flags, mode, c),
       read: ({ handle, offset, length }, c) => this.read(handle, offset, length, c),
       write: ({ handle, offset, data }, c) => this.write(handle, offset, data, c),
-      flush: async ({ handle }, c) => (this.file(handle, c), null),
-      fsync: async ({ handle, datasync }, c) => {
-        const { fd } = this.file(handle, c);
-        await (datasync ? fdatasync(fd) : fsync(fd));
-        return null;
-      },
+      flush: async ({ handle }, c) => (this.handles.get(handle, "file", c.identity), null),
+      fsync: ({ handle, datasync }, c) => this.withFd(handle, c, async (fd) => (await (datasync ? fdatasync(fd) : fsync(fd)), null)),
       release: async ({ handle }, c) => (await this.handles.remove(handle, "file", c.identity), null),
-      ftruncate: async ({ handle, size }, c) => (await ftruncate(this.file(handle, c).fd, size), null),
+      ftruncate: ({ handle, size }, c) => this.withFd(handle, c, async (fd) => (await ftruncate(fd, size), null)),
       truncate: ({ path, size }) => this.at(path, (r) => this.withRegularInode(r, async (inode) => (await truncate(inode, size), null))),
       unlink: ({ path }) => this.at(path, async (r) => (await unlink(this.notRoot(r, "EISDIR")), null)),
       rename: ({ from, to }) =>
@@ -265,8 +267,8 @@ export class ExportFs {
     });
   }
 
-  private file(handle: number, context: CallContext) {
-    return this.handles.get(handle, "file", context.identity);
+  private withFd<T>(handle: number, context: CallContext, use: (fd: number) => Promise<T>): Promise<T> {
+    return this.handles.use(handle, "file", context.identity, (entry) => use(entry.fd));
   }
 
   private handleOf(handle: number): ServerHandle {
@@ -409,8 +411,11 @@ export class ExportFs {
     }
   }
 
-  private async read(handle: number, offset: number, length: number, context: CallContext): Promise<Uint8Array> {
-    const { fd } = this.file(handle, context);
+  private read(handle: number, offset: number, length: number, context: CallContext): Promise<Uint8Array> {
+    return this.withFd(handle, context, (fd) => this.readAt(fd, offset, length));
+  }
+
+  private async readAt(fd: number, offset: number, length: number): Promise<Uint8Array> {
     const buffer = Buffer.allocUnsafeSlow(length);
     let filled = 0;
     while (filled < length) {
@@ -423,8 +428,11 @@ export class ExportFs {
   }
 
   /** pwrite at `offset`; on an O_APPEND handle Linux appends whatever the offset, like a local write. */
-  private async write(handle: number, offset: number, data: Uint8Array, context: CallContext): Promise<number> {
-    const { fd } = this.file(handle, context);
+  private write(handle: number, offset: number, data: Uint8Array, context: CallContext): Promise<number> {
+    return this.withFd(handle, context, (fd) => this.writeAt(fd, offset, data));
+  }
+
+  private async writeAt(fd: number, offset: number, data: Uint8Array): Promise<number> {
     let written = 0;
     while (written < data.length) {
       const { bytesWritten } = await pwrite(fd, data, written, data.length - written, offset + written);

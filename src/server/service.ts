@@ -81,7 +81,7 @@ export class FsService {
 
   constructor(private readonly params: ServiceParams) {
     const { exports, options, observer } = params;
-    this.exports = exports.map((config) => new ExportFs(config, this, options, observer));
+    this.exports = exports.map((config) => new ExportFs(config, this, options, observer, params.logger));
     this.drc = new DuplicateRequestCache(options.drcEntries, options.drcTtlMs);
   }
 
