@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { createServerMetrics, startMetricsServer } from "../metrics/index.js";
-import { PolicyError, loadPolicy } from "../security/policy.js";
+import { PolicyError, loadPolicy } from "../security/index.js";
 import { ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig } from "../server/index.js";
 import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
