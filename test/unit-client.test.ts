@@ -453,10 +453,10 @@ describe("fitStatfs", () => {
 });
 
 describe("fsnameWithRiders", () => {
-  it("adds big_writes, max_write and use_ino after a comma-free source name", () => {
+  it("adds big_writes, max_write, use_ino and the cache timeouts (0 included) after a comma-free source name", () => {
     assert.equal(KERNEL_MAX_IO, 131072);
-    const parts = fsnameWithRiders("natsfs:data,evil=1 x").split(",");
+    const parts = fsnameWithRiders("natsfs:data,evil=1 x", { attrTimeoutS: 0, entryTimeoutS: 1 }).split(",");
     assert.equal(parts[0], "natsfs:data_evil=1_x");
-    assert.deepEqual(parts.slice(1).sort(), ["big_writes", "max_write=131072", "use_ino"]);
+    assert.deepEqual(parts.slice(1).sort(), ["attr_timeout=0", "big_writes", "entry_timeout=1", "max_write=131072", "use_ino"]);
   });
 });

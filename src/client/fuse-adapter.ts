@@ -21,12 +21,20 @@ export interface KernelMountOptions {
 export const KERNEL_MAX_IO = 128 * 1024;
 
 /**
- * fuse-native builds its `-o` list only from keys it knows and has no `big_writes`; libfuse 2 then sends
- * 4 KiB writes. The package joins option values with commas, so libfuse options ride in fsname's value.
- * `use_ino` makes the kernel show the server's inode numbers, so hard links share one.
+ * fuse-native builds its `-o` list only from keys it knows: it has no `big_writes` (libfuse 2 then sends
+ * 4 KiB writes) and drops a cache timeout of 0 as falsy. The package joins option values with commas,
+ * so these libfuse options ride in fsname's value. `use_ino` makes the kernel show the server's inode
+ * numbers, so hard links share one.
  */
-export function fsnameWithRiders(sourceName: string): string {
-  return [sourceName.replace(/[,\s]/g, "_"), "big_writes", `max_write=${KERNEL_MAX_IO}`, "use_ino"].join(",");
+export function fsnameWithRiders(sourceName: string, cache: { attrTimeoutS: number; entryTimeoutS: number }): string {
+  return [
+    sourceName.replace(/[,\s]/g, "_"),
+    "big_writes",
+    `max_write=${KERNEL_MAX_IO}`,
+    "use_ino",
+    `attr_timeout=${cache.attrTimeoutS}`,
+    `entry_timeout=${cache.entryTimeoutS}`,
+  ].join(",");
 }
 
 /** The kernel's statfs fields are 32-bit here: grow the block size until the block counts fit. */
@@ -78,11 +86,9 @@ export class KernelMount {
     this.fuse = new Fuse(options.mountpoint, this.handlers() as never, {
       allowOther: true,
       defaultPermissions: true,
-      fsname: fsnameWithRiders(options.sourceName),
+      fsname: fsnameWithRiders(options.sourceName, options),
       subtype: "natsfs",
       maxRead: KERNEL_MAX_IO,
-      attrTimeout: options.attrTimeoutS,
-      entryTimeout: options.entryTimeoutS,
       // A hard mount blocks through outages: fuse-native must not answer the kernel on its own.
       timeout: false,
       force: true,

@@ -14,9 +14,15 @@ export interface ClientOptions {
   /** Write-behind: acknowledged writes a handle may have in flight before a write waits. */
   writeBehindMaxInFlight: number;
   writeBehindMaxBytes: number;
-  /** Kernel attribute and entry cache lifetimes, seconds. */
+  /**
+   * Kernel attribute and entry cache lifetimes, seconds. libfuse 2's high-level API gives every name
+   * its own kernel inode, so a cached size or link count on one hard link goes stale when the file
+   * changes through another: attributes are not cached by default.
+   */
   attrTimeoutS: number;
   entryTimeoutS: number;
+  /** How long a missing extended attribute is remembered (see xattr-cache.ts). */
+  missingXattrTtlMs: number;
 }
 
 export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
@@ -28,6 +34,7 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   softTimeoutMs: undefined,
   writeBehindMaxInFlight: 8,
   writeBehindMaxBytes: 8 * 1024 * 1024,
-  attrTimeoutS: 1,
+  attrTimeoutS: 0,
   entryTimeoutS: 1,
+  missingXattrTtlMs: 1_000,
 };

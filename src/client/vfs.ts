@@ -47,7 +47,7 @@ export class Vfs {
     if (rpcs.length === 0) throw new Error("nothing to mount");
     if (rpcs.length > 1 && !exportsAsFolders) throw new Error("several exports need exportsAsFolders");
     this.exports = new Map(rpcs.map((rpc) => [rpc.exportName, rpc]));
-    this.missingXattrs = new MissingXattrCache(options.attrTimeoutS * 1000);
+    this.missingXattrs = new MissingXattrCache(options.missingXattrTtlMs);
   }
 
   get openHandleCount(): number {

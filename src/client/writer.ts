@@ -20,6 +20,8 @@ export class WriteBehind {
   private readonly pending = new Set<PendingWrite>();
   private bytesInFlight = 0;
   private failure: FsError | undefined;
+  /** Resolves when the latest write() has been admitted to `pending`. */
+  private admission: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly send: (offset: number, data: Buffer) => Promise<void>,
@@ -30,38 +32,52 @@ export class WriteBehind {
     return this.pending.size === 0;
   }
 
-  /** Queues `data` (copied: the caller's buffer is reused by the kernel adapter) at `offset`. */
+  /**
+   * Queues `data` (copied: the caller's buffer is reused by the kernel adapter) at `offset`. Writes are
+   * admitted one at a time in call order, so a later write can never overtake an earlier one it overlaps.
+   */
   async write(offset: number, data: Buffer): Promise<void> {
     this.throwFailure();
-    const end = offset + data.length;
+    const previous = this.admission;
+    let admitted!: () => void;
+    this.admission = new Promise((resolve) => (admitted = resolve));
+    try {
+      await previous;
+      await this.roomFor(offset, offset + data.length, data.length);
+      this.throwFailure();
+      const copy = Buffer.from(data);
+      const write: PendingWrite = { start: offset, end: offset + copy.length, done: Promise.resolve() };
+      write.done = this.send(offset, copy).then(
+        () => this.settle(write),
+        (err: unknown) => {
+          this.failure ??= err instanceof FsError ? err : new FsError(ERRNO.EIO!, `write-behind: ${(err as Error).message}`);
+          this.settle(write);
+        },
+      );
+      this.pending.add(write);
+      this.bytesInFlight += copy.length;
+    } finally {
+      admitted();
+    }
+  }
+
+  /** Waits until no write in flight overlaps [start, end) and the in-flight limits leave room. */
+  private async roomFor(start: number, end: number, length: number): Promise<void> {
     for (;;) {
-      const overlapping = [...this.pending].filter((w) => w.start < end && offset < w.end);
+      const overlapping = [...this.pending].filter((w) => w.start < end && start < w.end);
       if (overlapping.length > 0) {
         await Promise.all(overlapping.map((w) => w.done));
         continue;
       }
-      if (this.pending.size >= this.limits.maxInFlight || (this.pending.size > 0 && this.bytesInFlight + data.length > this.limits.maxBytes)) {
-        await Promise.race([...this.pending].map((w) => w.done));
-        continue;
-      }
-      break;
+      const full = this.pending.size >= this.limits.maxInFlight || (this.pending.size > 0 && this.bytesInFlight + length > this.limits.maxBytes);
+      if (!full) return;
+      await Promise.race([...this.pending].map((w) => w.done));
     }
-    this.throwFailure();
-    const copy = Buffer.from(data);
-    const write: PendingWrite = { start: offset, end, done: Promise.resolve() };
-    write.done = this.send(offset, copy).then(
-      () => this.settle(write),
-      (err: unknown) => {
-        this.failure ??= err instanceof FsError ? err : new FsError(ERRNO.EIO!, `write-behind: ${(err as Error).message}`);
-        this.settle(write);
-      },
-    );
-    this.pending.add(write);
-    this.bytesInFlight += copy.length;
   }
 
   /** Waits for every queued write; throws the first error not yet reported. */
   async drain(): Promise<void> {
+    await this.admission;
     while (this.pending.size > 0) await Promise.all([...this.pending].map((w) => w.done));
     this.throwFailure();
   }

@@ -44,7 +44,7 @@ export function decodeRequest(frame: Uint8Array): { id: string; args: Record<str
   const value = decodeObject(frame, "request");
   const { id, args } = value;
   if (typeof id !== "string" || id.length === 0 || id.length > 128) throw new DecodeError("request id missing");
-  if (typeof args !== "object" || args === null || Array.isArray(args)) throw new DecodeError("request args missing");
+  if (typeof args !== "object" || args === null || Array.isArray(args) || ArrayBuffer.isView(args)) throw new DecodeError("request args missing");
   return { id, args: args as Record<string, unknown> };
 }
 
