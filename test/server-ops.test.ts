@@ -146,10 +146,30 @@ describe("server ops over NATS", () => {
     mkdirSync(join(home, "listing"));
     for (const name of ["a", "b", "c"]) writeFileSync(join(home, "listing", name), name);
     const dir = await ok(call("opendir", { path: "/listing" }));
-    const names = await ok(callOn(dir, "readdir", {}));
-    assert.deepEqual([...names].sort(), [".", "..", "a", "b", "c"]);
+    const page = await ok(callOn(dir, "readdir", { offset: 0 }));
+    assert.deepEqual([...page.names].sort(), [".", "..", "a", "b", "c"]);
+    assert.equal(page.next, undefined);
     await ok(callOn(dir, "releasedir", {}));
-    await fails(callOn(dir, "readdir", {}), "ESTALE");
+    await fails(callOn(dir, "readdir", { offset: 0 }), "ESTALE");
+  });
+
+  it("readdir of a directory larger than one reply comes in pages", async () => {
+    mkdirSync(join(home, "big-listing"));
+    const expected = Array.from({ length: 3000 }, (_, i) => `${"n".repeat(180)}-${i}`);
+    for (const name of expected) writeFileSync(join(home, "big-listing", name), "");
+    const dir = await ok(call("opendir", { path: "/big-listing" }));
+    const names: string[] = [];
+    let offset: number | undefined = 0;
+    let pages = 0;
+    while (offset !== undefined) {
+      const page = await ok(callOn(dir, "readdir", { offset }));
+      names.push(...page.names);
+      offset = page.next;
+      pages += 1;
+    }
+    await ok(callOn(dir, "releasedir", {}));
+    assert.ok(pages > 1, `expected several pages, got ${pages}`);
+    assert.deepEqual(names.filter((n) => n !== "." && n !== "..").sort(), expected.sort());
   });
 
   it("rename replaces the target atomically", async () => {

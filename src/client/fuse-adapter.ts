@@ -1,6 +1,12 @@
 import Fuse from "fuse-native";
-import { FsError, errnoOf, type Stat, type StatFs } from "../protocol/index.js";
-import type { Caller, Vfs } from "./vfs.js";
+import { FsError, errnoOf, type Owner, type Stat, type StatFs } from "../protocol/index.js";
+import type { Vfs } from "./vfs.js";
+
+/** The calling process, which our patched fuse-native passes after the callback. */
+interface Caller {
+  uid: number;
+  gid: number;
+}
 
 /**
  * The only file that knows fuse-native. It turns kernel callbacks into VFS calls and errors into
@@ -179,7 +185,7 @@ export class KernelMount {
   }
 }
 
-/** The caller context our patched fuse-native passes after the callback; absent when unpatched. */
-function callerOf(caller: Caller | undefined): Caller | undefined {
+/** Owner of a new object: the calling process (absent only with an unpatched fuse-native). */
+function callerOf(caller: Caller | undefined): Owner | undefined {
   return caller && typeof caller.uid === "number" && typeof caller.gid === "number" ? { uid: caller.uid, gid: caller.gid } : undefined;
 }

@@ -37,7 +37,7 @@ export interface CallOptions {
 }
 
 /** Ops whose one attempt may legitimately take long on the server. */
-const SLOW_OPS: ReadonlySet<OpName> = new Set(["fsync", "flush", "release", "write", "ftruncate", "truncate"]);
+const SLOW_OPS: ReadonlySet<OpName> = new Set(["fsync", "release", "write", "ftruncate", "truncate"]);
 
 /**
  * Request/reply with one export over the bus: one request id for every attempt of a call, per-attempt

@@ -5,6 +5,8 @@ import {
   fsError,
   opensForWrite,
   reopenFlags,
+  type DirPage,
+  type Owner,
   type ServerHandle,
   type Stat,
   type StatFs,
@@ -15,12 +17,6 @@ import type { ClientOptions } from "./options.js";
 import { InstanceGoneError, type Rpc } from "./rpc.js";
 import { WriteBehind } from "./writer.js";
 import { MissingXattrCache } from "./xattr-cache.js";
-
-/** The process that asked for a new file system object, when the kernel adapter can tell. */
-export interface Caller {
-  uid: number;
-  gid: number;
-}
 
 type Route = { rpc: Rpc; path: string } | { root: true };
 
@@ -80,9 +76,9 @@ export class Vfs {
     return rpc.call("readlink", { path: p });
   }
 
-  async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
+  async mkdir(path: string, mode: number, owner?: Owner): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("mkdir", { path: p, mode, ...caller });
+    await rpc.call("mkdir", { path: p, mode, owner });
   }
 
   async rmdir(path: string): Promise<void> {
@@ -96,14 +92,14 @@ export class Vfs {
     await rpc.call("unlink", { path: p });
   }
 
-  async symlink(target: string, path: string, caller?: Caller): Promise<void> {
+  async symlink(target: string, path: string, owner?: Owner): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("symlink", { target, path: p, ...caller });
+    await rpc.call("symlink", { target, path: p, owner });
   }
 
-  async mknod(path: string, mode: number, rdev: number, caller?: Caller): Promise<void> {
+  async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("mknod", { path: p, mode, rdev, ...caller });
+    await rpc.call("mknod", { path: p, mode, rdev, owner });
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -189,11 +185,11 @@ export class Vfs {
   async readdir(path: string): Promise<string[]> {
     const route = this.route(path);
     if ("root" in route) return [".", "..", ...this.exports.keys()];
-    const open = route.rpc && this.handles.withPath(route.rpc, route.path).filter((f) => f.kind === "dir").pop();
-    if (open) return this.onHandle(open, (server) => route.rpc.call("readdir", { handle: server.handle }, { instance: server.instance }));
+    const open = this.handles.withPath(route.rpc, route.path).filter((f) => f.kind === "dir").pop();
+    if (open) return this.onHandle(open, (server) => listAll(route.rpc, server));
     const server = await route.rpc.call("opendir", { path: route.path });
     try {
-      return await route.rpc.call("readdir", { handle: server.handle }, { instance: server.instance });
+      return await listAll(route.rpc, server);
     } finally {
       await route.rpc.call("releasedir", { handle: server.handle }, { instance: server.instance }).catch(() => undefined);
     }
@@ -216,12 +212,12 @@ export class Vfs {
    * fuse-native does not pass the open flags to create, and the kernel only calls it after a lookup
    * found no such name: create exclusively, and if another client won the race, open what it made.
    */
-  async create(path: string, mode: number, caller?: Caller): Promise<number> {
+  async create(path: string, mode: number, owner?: Owner): Promise<number> {
     const { rpc, path: p } = this.routeInExport(path);
     const flags = constants.O_RDWR;
     let server: ServerHandle;
     try {
-      server = await rpc.call("create", { path: p, flags: flags | constants.O_CREAT | constants.O_EXCL, mode: mode & 0o7777, ...caller });
+      server = await rpc.call("create", { path: p, flags: flags | constants.O_CREAT | constants.O_EXCL, mode: mode & 0o7777, owner });
     } catch (err) {
       if (!(err instanceof FsError) || err.errno !== ERRNO.EEXIST) throw err;
       server = await rpc.call("openw", { path: p, flags });
@@ -400,6 +396,18 @@ export class Vfs {
       ctimeMs: now,
     };
   }
+}
+
+/** Every name of an open directory, page by page. */
+async function listAll(rpc: Rpc, server: ServerHandle): Promise<string[]> {
+  const names: string[] = [];
+  let offset: number | undefined = 0;
+  while (offset !== undefined) {
+    const page: DirPage = await rpc.call("readdir", { handle: server.handle, offset }, { instance: server.instance });
+    names.push(...page.names);
+    offset = page.next;
+  }
+  return names;
 }
 
 function remapReason(err: unknown): FailoverReason | undefined {

@@ -23,6 +23,18 @@ export interface Stat {
   ctimeMs: number;
 }
 
+/** Who a new file system object should belong to: the process that asked for it, when known. */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/** One page of a directory listing; `next` is the offset of the following page, absent at the end. */
+export interface DirPage {
+  names: string[];
+  next?: number;
+}
+
 export interface StatFs {
   bsize: number;
   frsize: number;
@@ -45,25 +57,24 @@ export interface OpTypes {
   getxattr: { args: { path: string; name: string }; result: Uint8Array };
   listxattr: { args: { path: string }; result: string[] };
   opendir: { args: { path: string }; result: ServerHandle };
-  readdir: { args: { handle: number }; result: string[] };
+  readdir: { args: { handle: number; offset: number }; result: DirPage };
   releasedir: { args: { handle: number }; result: null };
   open: { args: { path: string; flags: number }; result: ServerHandle };
   openw: { args: { path: string; flags: number }; result: ServerHandle };
-  create: { args: { path: string; flags: number; mode: number }; result: ServerHandle };
+  create: { args: { path: string; flags: number; mode: number; owner?: Owner }; result: ServerHandle };
   read: { args: { handle: number; offset: number; length: number }; result: Uint8Array };
   write: { args: { handle: number; offset: number; data: Uint8Array }; result: number };
-  flush: { args: { handle: number }; result: null };
   fsync: { args: { handle: number; datasync: boolean }; result: null };
   release: { args: { handle: number }; result: null };
   ftruncate: { args: { handle: number; size: number }; result: null };
   truncate: { args: { path: string; size: number }; result: null };
   unlink: { args: { path: string }; result: null };
   rename: { args: { from: string; to: string }; result: null };
-  mkdir: { args: { path: string; mode: number }; result: null };
+  mkdir: { args: { path: string; mode: number; owner?: Owner }; result: null };
   rmdir: { args: { path: string }; result: null };
-  symlink: { args: { target: string; path: string }; result: null };
+  symlink: { args: { target: string; path: string; owner?: Owner }; result: null };
   link: { args: { from: string; to: string }; result: null };
-  mknod: { args: { path: string; mode: number; rdev: number }; result: null };
+  mknod: { args: { path: string; mode: number; rdev: number; owner?: Owner }; result: null };
   chmod: { args: { path: string; mode: number }; result: null };
   chown: { args: { path: string; uid: number; gid: number }; result: null };
   utimens: { args: { path: string; atimeMs: number; mtimeMs: number }; result: null };

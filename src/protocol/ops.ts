@@ -35,7 +35,6 @@ export const OPS = {
   openw: op(true, true, false),
   create: op(true, false, false),
   write: op(true, true, true),
-  flush: op(true, true, true),
   fsync: op(true, true, true),
   ftruncate: op(true, true, true),
   truncate: op(true, true, false),

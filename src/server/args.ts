@@ -16,6 +16,9 @@ const timeMs = z.number().finite();
 const bytes = z.instanceof(Uint8Array).refine((data) => data.byteLength <= MAX_DATA_BYTES, "data too large");
 const xattrName = z.string().max(1024);
 
+/** The uid and gid a client asks a new object to get (its caller's). */
+const owner = z.object({ uid: u32, gid: u32 }).optional();
+
 const withPath = z.object({ path });
 const withHandle = z.object({ handle });
 const twoPaths = z.object({ from: path, to: path });
@@ -29,25 +32,24 @@ export const ARG_SCHEMAS: { [O in OpName]: z.ZodType<OpArgs<O>> } = {
   getxattr: z.object({ path, name: xattrName }),
   listxattr: withPath,
   opendir: withPath,
-  readdir: withHandle,
+  readdir: z.object({ handle, offset }),
   releasedir: withHandle,
   open: z.object({ path, flags: u32 }),
   openw: z.object({ path, flags: u32 }),
-  create: z.object({ path, flags: u32, mode }),
+  create: z.object({ path, flags: u32, mode, owner }),
   read: z.object({ handle, offset, length: z.number().int().min(0).max(MAX_DATA_BYTES) }),
   write: z.object({ handle, offset, data: bytes }),
-  flush: withHandle,
   fsync: z.object({ handle, datasync: z.boolean() }),
   release: withHandle,
   ftruncate: z.object({ handle, size: offset }),
   truncate: z.object({ path, size: offset }),
   unlink: withPath,
   rename: twoPaths,
-  mkdir: z.object({ path, mode }),
+  mkdir: z.object({ path, mode, owner }),
   rmdir: withPath,
-  symlink: z.object({ target: path, path }),
+  symlink: z.object({ target: path, path, owner }),
   link: twoPaths,
-  mknod: z.object({ path, mode, rdev: u32 }),
+  mknod: z.object({ path, mode, rdev: u32, owner }),
   chmod: z.object({ path, mode }),
   chown: z.object({ path, uid: ownerId, gid: ownerId }),
   utimens: z.object({ path, atimeMs: timeMs, mtimeMs: timeMs }),

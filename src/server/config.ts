@@ -32,6 +32,8 @@ export interface ServerOptions {
   maxHandlesPerExport: number;
   /** Deadline for the helper process that makes FIFOs. */
   mknodTimeoutMs: number;
+  /** Bytes of names one readdir reply carries at most; larger directories come in pages. */
+  maxListingBytes: number;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Readonly<ServerOptions> = {
@@ -39,6 +41,7 @@ export const DEFAULT_SERVER_OPTIONS: Readonly<ServerOptions> = {
   drcTtlMs: 120_000,
   maxHandlesPerExport: 4096,
   mknodTimeoutMs: 5_000,
+  maxListingBytes: 256 * 1024,
 };
 
 /** The nobody/nogroup ids an export squashes to unless its policy says otherwise. */

@@ -39,8 +39,10 @@ import {
   errnoOf,
   opensForWrite,
   type OpArgs,
+  type DirPage,
   type OpName,
   type OpResult,
+  type Owner,
   type ServerHandle,
   type Stat,
 } from "../protocol/index.js";
@@ -134,13 +136,29 @@ export function mkfifoErrno(stderr: string): number {
 }
 
 /**
+ * The page of a directory listing that starts at `offset` and holds at most `maxBytes` of names (but
+ * always at least one, so a listing always makes progress).
+ */
+export function directoryPage(names: readonly string[], offset: number, maxBytes: number): DirPage {
+  let end = offset;
+  let bytes = 0;
+  while (end < names.length) {
+    bytes += Buffer.byteLength(names[end]!) + 8;
+    if (bytes > maxBytes && end > offset) break;
+    end += 1;
+  }
+  const page = names.slice(offset, end);
+  return end < names.length ? { names: page, next: end } : { names: page };
+}
+
+/**
  * One exported directory, every op of the protocol on disk, confined to the export root.
  *
- * Ownership and squash: fuse-native tells the client nothing about the calling process, so the server
- * cannot act as the caller. New files belong to the server's own user with squash "none". With
- * "root", every request is treated as coming from the client's root (which is what it is: the FUSE
- * daemon), so new files belong to anonUid/anonGid and a chown to uid or gid 0 becomes the anon id.
- * With "all", new files belong to the anon ids and chown is refused with EPERM.
+ * Ownership and squash: clients send the uid and gid of the process that creates an object (our
+ * patched fuse-native reports the caller). With squash "none" the new object gets them (or stays the
+ * server's own when a client does not say). With "root", ids 0 become anonUid/anonGid, for new objects
+ * and chown alike, as NFS's root_squash. With "all", new objects belong to the anon ids and chown is
+ * refused with EPERM.
  */
 export class ExportFs {
   readonly handles: HandleTable;
@@ -167,7 +185,7 @@ export class ExportFs {
       getxattr: ({ path, name }) => this.getxattr(path, name),
       listxattr: ({ path }) => this.listxattr(path),
       opendir: ({ path }, c) => this.opendir(path, c),
-      readdir: async ({ handle }, c) => this.handles.get(handle, "dir", c.identity).names,
+      readdir: async ({ handle, offset }, c) => directoryPage(this.handles.get(handle, "dir", c.identity).names, offset, this.options.maxListingBytes),
       releasedir: async ({ handle }, c) => (await this.handles.remove(handle, "dir", c.identity), null),
       open: ({ path, flags }, c) => {
         // `open` is the read-only op a read-only permission allows: it must not write, create or truncate.
@@ -178,10 +196,9 @@ export class ExportFs {
       },
       // FUSE never passes O_CREAT or O_EXCL to open: creating is the create op's job.
       openw: ({ path, flags }, c) => this.openExisting(path, flags & ~(constants.O_CREAT | constants.O_EXCL), c),
-      create: ({ path, flags, mode }, c) => this.create(path, flags, mode, c),
+      create: ({ path, flags, mode, owner }, c) => this.create(path, flags, mode, owner, c),
       read: ({ handle, offset, length }, c) => this.read(handle, offset, length, c),
       write: ({ handle, offset, data }, c) => this.write(handle, offset, data, c),
-      flush: async ({ handle }, c) => (this.handles.get(handle, "file", c.identity), null),
       fsync: ({ handle, datasync }, c) => this.withFd(handle, c, async (fd) => (await (datasync ? fdatasync(fd) : fsync(fd)), null)),
       release: async ({ handle }, c) => (await this.handles.remove(handle, "file", c.identity), null),
       ftruncate: ({ handle, size }, c) => this.withFd(handle, c, async (fd) => (await ftruncate(fd, size), null)),
@@ -189,15 +206,15 @@ export class ExportFs {
       unlink: ({ path }) => this.at(path, async (r) => (await unlink(this.notRoot(r, "EISDIR")), null)),
       rename: ({ from, to }) =>
         this.at(from, (source) => this.at(to, async (target) => (await rename(this.notRoot(source, "EBUSY"), this.notRoot(target, "EBUSY")), null))),
-      mkdir: ({ path, mode }) =>
+      mkdir: ({ path, mode, owner }) =>
         this.at(path, async (r) => {
           await mkdir(this.notRoot(r, "EEXIST"), mode & PERMISSION_BITS);
-          return this.squashNew(r);
+          return this.ownNew(r, owner);
         }),
       rmdir: ({ path }) => this.at(path, async (r) => (await rmdir(this.notRoot(r, "EBUSY")), null)),
-      symlink: ({ target, path }) => this.symlink(target, path),
+      symlink: ({ target, path, owner }) => this.symlink(target, path, owner),
       link: ({ from, to }) => this.at(from, (source) => this.at(to, async (target) => (await link(this.notRoot(source, "EPERM"), this.notRoot(target, "EEXIST")), null))),
-      mknod: ({ path, mode }) => this.mknod(path, mode),
+      mknod: ({ path, mode, owner }) => this.mknod(path, mode, owner),
       chmod: ({ path, mode }) =>
         this.at(path, (r) =>
           this.withInode(r, async (inode, stats) => {
@@ -376,7 +393,7 @@ export class ExportFs {
     );
   }
 
-  private async create(path: string, flags: number, mode: number, context: CallContext): Promise<ServerHandle> {
+  private async create(path: string, flags: number, mode: number, requested: Owner | undefined, context: CallContext): Promise<ServerHandle> {
     const openFlags = (flags & CLIENT_OPEN_FLAGS) | constants.O_CREAT;
     const exclusive = (openFlags & constants.O_EXCL) !== 0;
     const created = await this.at(path, async (r) => {
@@ -390,7 +407,7 @@ export class ExportFs {
         throw err;
       }
       try {
-        const owner = this.newOwner();
+        const owner = this.newOwner(requested);
         if (owner) await fchown(fd, owner.uid, owner.gid);
         return this.register(fd, path, openFlags, context);
       } catch (err) {
@@ -442,17 +459,17 @@ export class ExportFs {
     return written;
   }
 
-  private symlink(target: string, path: string): Promise<null> {
+  private symlink(target: string, path: string, owner: Owner | undefined): Promise<null> {
     // The target is opaque text for the client's kernel to resolve; the server never follows it.
     if (target.length === 0 || target.includes("\0")) fail("EINVAL", "bad symlink target");
     if (Buffer.byteLength(target) >= PATH_MAX) fail("ENAMETOOLONG", "symlink target too long");
     return this.at(path, async (r) => {
       await symlink(target, this.notRoot(r, "EEXIST"));
-      return this.squashNew(r);
+      return this.ownNew(r, owner);
     });
   }
 
-  private mknod(path: string, mode: number): Promise<null> {
+  private mknod(path: string, mode: number, owner: Owner | undefined): Promise<null> {
     const type = mode & constants.S_IFMT;
     const permissions = mode & PERMISSION_BITS;
     return this.at(path, async (r) => {
@@ -465,7 +482,7 @@ export class ExportFs {
       } else {
         fail("EPERM", "only regular files and FIFOs can be made");
       }
-      return this.squashNew(r);
+      return this.ownNew(r, owner);
     });
   }
 
@@ -483,14 +500,20 @@ export class ExportFs {
     }
   }
 
-  private newOwner(): { uid: number; gid: number } | undefined {
+  /** Who a new object belongs to under this export's squash rule; undefined: the server's own user. */
+  private newOwner(requested: Owner | undefined): Owner | undefined {
     const { squash, anonUid, anonGid } = this.config;
-    return squash === "none" ? undefined : { uid: anonUid, gid: anonGid };
+    if (squash === "all") return { uid: anonUid, gid: anonGid };
+    if (squash === "root") {
+      if (requested === undefined) return { uid: anonUid, gid: anonGid };
+      return { uid: requested.uid === 0 ? anonUid : requested.uid, gid: requested.gid === 0 ? anonGid : requested.gid };
+    }
+    return requested;
   }
 
-  /** Gives a just-created entry to the anon ids when the export squashes (lchown: never follows). */
-  private async squashNew(resolved: Resolved): Promise<null> {
-    const owner = this.newOwner();
+  /** Gives a just-created entry its owner (lchown: never follows). */
+  private async ownNew(resolved: Resolved, requested: Owner | undefined): Promise<null> {
+    const owner = this.newOwner(requested);
     if (owner) await lchown(resolved.leafPath, owner.uid, owner.gid);
     return null;
   }
