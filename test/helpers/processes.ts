@@ -28,8 +28,11 @@ export function start(command: string, args: string[], options: SpawnOptions = {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, "exit");
       child.kill(signal);
-      const timer = sleep(5000).then(() => "timeout");
-      if ((await Promise.race([exited, timer])) === "timeout") {
+      const patience = new AbortController();
+      const timer = sleep(5000, "timeout", { signal: patience.signal }).catch(() => "exited");
+      const outcome = await Promise.race([exited, timer]);
+      patience.abort();
+      if (outcome === "timeout") {
         child.kill("SIGKILL");
         await exited;
       }
