@@ -5,21 +5,22 @@
  * NATSFS_FAULT_MB sets the size of each big copy (default 500).
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { sha256File } from "./fixtures/posix-common.js";
 import { run } from "./helpers/mount.js";
-import { waitFor } from "./helpers/processes.js";
 import {
   MiB,
   Rig,
+  copyAcrossFault,
+  copyProblems,
   startFaultMount,
   startFsServer,
   startNatsNode,
   startWorker,
-  withTimeout,
+  waitUntil,
   writeRandomFile,
   type FaultMount,
   type FsServer,
@@ -52,42 +53,9 @@ describe("server kill -9 and restart on the same export", { timeout: 300_000 }, 
   }
 
   it(`copies ${BIG_MB} MB in and ${BIG_MB} MB out across a kill -9 of the server`, async () => {
-    const size = BIG_MB * MiB;
-    const sourceIn = join(rig.scratch, "in.bin");
-    const sourceOut = join(rig.exportDir, "out.bin");
-    writeRandomFile(sourceIn, size);
-    writeRandomFile(sourceOut, size);
-    const [expectedIn, expectedOut] = await Promise.all([sha256File(sourceIn), sha256File(sourceOut)]);
     const remapsBefore = await mount.remaps();
-
-    const copiedOut = join(rig.scratch, "out.copy");
-    const copyTimeoutMs = 240_000;
-    const copyIn = run("cp", [sourceIn, join(mount.mountpoint, "in.bin")], { timeoutMs: copyTimeoutMs });
-    const copyOut = run("cp", [join(mount.mountpoint, "out.bin"), copiedOut], { timeoutMs: copyTimeoutMs });
-    let inDone = false;
-    let outDone = false;
-    void copyIn.then(() => (inDone = true));
-    void copyOut.then(() => (outDone = true));
-
-    // Strike once both copies are well under way and neither has finished.
-    const sizeOf = (path: string) => (existsSync(path) ? statSync(path).size : 0);
-    await waitFor(
-      "both copies to pass 15 %",
-      () => {
-        if (inDone || outDone) throw new Error("a copy finished before the server could be killed: raise NATSFS_FAULT_MB");
-        return sizeOf(join(rig.exportDir, "in.bin")) > size * 0.15 && sizeOf(copiedOut) > size * 0.15;
-      },
-      120_000,
-    );
-    assert.ok(!inDone && !outDone, "both copies must still be running when the server dies");
-    await restartServer();
-
-    const [resultIn, resultOut] = await Promise.all([copyIn, copyOut]);
-    assert.equal(resultIn.code, 0, `cp into the mount failed: ${resultIn.stderr}\n${rig.logs()}`);
-    assert.equal(resultOut.code, 0, `cp out of the mount failed: ${resultOut.stderr}\n${rig.logs()}`);
-    assert.equal(await sha256File(join(rig.exportDir, "in.bin")), expectedIn, "file copied in: server disk differs from the source");
-    assert.equal(await sha256File(join(mount.mountpoint, "in.bin")), expectedIn, "file copied in: mount differs from the source");
-    assert.equal(await sha256File(copiedOut), expectedOut, "file copied out differs from the server's file");
+    const check = await copyAcrossFault(rig, mount.mountpoint, BIG_MB * MiB, "big", () => restartServer());
+    assert.deepEqual(copyProblems(check), [], rig.logs());
     const remaps = (await mount.remaps()) - remapsBefore;
     assert.ok(remaps >= 2, `expected the reading and the writing handle to be remapped, the client counted ${remaps}`);
   });
@@ -131,7 +99,7 @@ describe("server kill -9 and restart on the same export", { timeout: 300_000 }, 
     const line = await worker.waitLine(/^(SHA|ERROR) /, 60_000);
     assert.equal(line, `SHA ${expected}`, `reading the unlinked file after the restart\n${rig.logs()}`);
     assert.equal(await worker.exited(10_000), 0);
-    await withTimeout(waitFor("the hidden file to go after the last close", () => hidden().length === 0, 10_000), 15_000, "hidden file removal");
+    await waitUntil("the hidden file to go after the last close", () => hidden().length === 0, 10_000);
   });
 });
 

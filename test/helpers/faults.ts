@@ -7,16 +7,16 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fetchMetrics, sumCounter } from "../fixtures/posix-common.js";
+import { fetchMetrics, sha256File, sumCounter } from "../fixtures/posix-common.js";
 import { CLI, isFuseMounted, removeUnlessMounted, run, stopProcess, unmount } from "./mount.js";
 import { freePort } from "./ports.js";
-import { start, waitFor, type Started } from "./processes.js";
+import { start, type Started } from "./processes.js";
 
 export const MiB = 1024 * 1024;
 
@@ -51,6 +51,15 @@ export function writeRandomFile(path: string, size: number): void {
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Polls `check` until it returns true; unlike processes.ts waitFor, an error thrown by `check` ends the wait. */
+export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
   }
 }
 
@@ -196,7 +205,7 @@ export async function startNatsNode(rig: Rig, options: NatsNodeOptions = {}): Pr
     proc: undefined as unknown as Started,
     async restart() {
       node.proc = rig.track(start("nats-server", ["-c", configPath]), `nats-server ${name}`);
-      await waitFor(`nats-server ${name} on ${host}:${port}`, () => alive(node.proc.child) && tcpOpen(host, port), TIMEOUTS.natsStartMs).catch((err) => {
+      await waitUntil(`nats-server ${name} on ${host}:${port}`, () => alive(node.proc.child) && tcpOpen(host, port), TIMEOUTS.natsStartMs).catch((err) => {
         throw new Error(`${(err as Error).message}\n${node.proc.output()}`);
       });
     },
@@ -233,11 +242,11 @@ export async function startCluster(rig: Rig, size = 3): Promise<NatsNode[]> {
 }
 
 export async function waitClusterFormed(nodes: NatsNode[]): Promise<void> {
-  await waitFor(
+  await waitUntil(
     "every cluster node to see all routes",
     async () => {
       for (const node of nodes) {
-        const body = (await (await httpGet(`http://127.0.0.1:${node.monitorPort}/routez`)).json()) as { num_routes: number };
+        const body = (await httpGet(`http://127.0.0.1:${node.monitorPort}/routez`).then((r) => r.json(), () => ({ num_routes: 0 }))) as { num_routes: number };
         if (body.num_routes < nodes.length - 1) return false;
       }
       return true;
@@ -256,6 +265,9 @@ export async function lameDuck(node: NatsNode): Promise<void> {
 
 export interface FsServer {
   proc: Started;
+  metricsPort: number;
+  /** Open handles the instance holds now (its /status). */
+  openHandles(): Promise<number>;
   /** SIGKILL (bounded wait). */
   kill(): Promise<void>;
   /** Starts a fresh process with the same arguments (same export directory) and waits until it serves. */
@@ -264,14 +276,22 @@ export interface FsServer {
 
 /** Starts `natsfs server --insecure` exporting rig.exportDir as `exportName`, and waits until it serves. */
 export async function startFsServer(rig: Rig, natsUrls: string[], exportName = "data", extraArgs: string[] = []): Promise<FsServer> {
-  const args = [CLI, "server", "--insecure", "--nats", natsUrls.join(","), "--export", `${exportName}=${rig.exportDir}`, ...extraArgs];
+  const metricsPort = await freePort();
+  const args = [
+    CLI, "server", "--insecure", "--nats", natsUrls.join(","), "--export", `${exportName}=${rig.exportDir}`, "--metrics-port", String(metricsPort), ...extraArgs,
+  ];
   const server: FsServer = {
     proc: undefined as unknown as Started,
+    metricsPort,
+    async openHandles() {
+      const body = (await (await httpGet(`http://127.0.0.1:${metricsPort}/status`)).json()) as { openHandles?: number };
+      return body.openHandles ?? 0;
+    },
     kill: () => killHard(server.proc),
     async restart() {
       const proc = rig.track(start(process.execPath, args), "natsfs server");
       server.proc = proc;
-      await waitFor("natsfs server to serve", () => {
+      await waitUntil("natsfs server to serve", () => {
         if (!alive(proc.child)) throw new Error(`natsfs server exited: ${proc.output()}`);
         return proc.output().includes("natsfs server: serving");
       }, TIMEOUTS.serverStartMs).catch((err) => {
@@ -315,7 +335,7 @@ export async function startFaultMount(rig: Rig, natsUrls: string[], mountpoint: 
   ];
   const full = [...(options.wrapper ?? []), ...argv];
   const proc = rig.track(start(full[0]!, full.slice(1)), `natsfs mount ${mountpoint}`);
-  await waitFor(`FUSE mount at ${mountpoint}`, async () => {
+  await waitUntil(`FUSE mount at ${mountpoint}`, async () => {
     if (!alive(proc.child)) throw new Error(`natsfs mount exited (${proc.child.exitCode ?? proc.child.signalCode})`);
     return isFuseMounted(mountpoint);
   }, TIMEOUTS.mountMs).catch((err) => {
@@ -454,4 +474,66 @@ export async function createNetns(rig: Rig): Promise<Netns> {
     cut: () => ip(["link", "set", hostVeth, "down"]),
     restore: () => ip(["link", "set", hostVeth, "up"]),
   };
+}
+
+// ---------------------------------------------------------------- data across a fault
+
+export interface CopyCheck {
+  /** sha256 expected and found: source → mount → server disk for the copy in, server disk → mount → local for the copy out. */
+  copiedIn: { expected: string; onServer: string; onMount: string };
+  copiedOut: { expected: string; found: string };
+  inResult: { code: number | null; stderr: string };
+  outResult: { code: number | null; stderr: string };
+}
+
+/**
+ * Copies a random file of `size` bytes into the mount and another one out of it with cp, runs `fault`
+ * once both copies have passed `strikeAt` of their size (failing if either finished first), and
+ * returns what the checks need. `name` keeps the files of several calls apart.
+ */
+export async function copyAcrossFault(rig: Rig, mountpoint: string, size: number, name: string, fault: () => Promise<void>, strikeAt = 0.15): Promise<CopyCheck> {
+  const sourceIn = join(rig.scratch, `${name}.in`);
+  const serverOut = join(rig.exportDir, `${name}.out`);
+  const copiedOut = join(rig.scratch, `${name}.out.copy`);
+  writeRandomFile(sourceIn, size);
+  writeRandomFile(serverOut, size);
+  const [expectedIn, expectedOut] = await Promise.all([sha256File(sourceIn), sha256File(serverOut)]);
+  const copyTimeoutMs = 240_000;
+  const copyIn = run("cp", [sourceIn, join(mountpoint, `${name}.in`)], { timeoutMs: copyTimeoutMs });
+  const copyOut = run("cp", [join(mountpoint, `${name}.out`), copiedOut], { timeoutMs: copyTimeoutMs });
+  let finished = 0;
+  void copyIn.then(() => finished++);
+  void copyOut.then(() => finished++);
+  const sizeOf = (path: string) => (existsSync(path) ? statSync(path).size : 0);
+  await waitUntil(
+    `both copies of ${name} to pass ${strikeAt * 100} %`,
+    () => {
+      if (finished > 0) throw new Error(`a copy of ${name} finished before the fault: the file is too small to overlap it`);
+      return sizeOf(join(rig.exportDir, `${name}.in`)) > size * strikeAt && sizeOf(copiedOut) > size * strikeAt;
+    },
+    120_000,
+  );
+  await fault();
+  const [inResult, outResult] = await Promise.all([copyIn, copyOut]);
+  return {
+    copiedIn: {
+      expected: expectedIn,
+      onServer: inResult.code === 0 ? await sha256File(join(rig.exportDir, `${name}.in`)) : "copy failed",
+      onMount: inResult.code === 0 ? await sha256File(join(mountpoint, `${name}.in`)) : "copy failed",
+    },
+    copiedOut: { expected: expectedOut, found: outResult.code === 0 ? await sha256File(copiedOut) : "copy failed" },
+    inResult,
+    outResult,
+  };
+}
+
+/** Asserts-style check of a CopyCheck: returns the problems, empty when all bytes arrived intact. */
+export function copyProblems(check: CopyCheck): string[] {
+  const problems: string[] = [];
+  if (check.inResult.code !== 0) problems.push(`cp into the mount exited ${check.inResult.code}: ${check.inResult.stderr.trim()}`);
+  if (check.outResult.code !== 0) problems.push(`cp out of the mount exited ${check.outResult.code}: ${check.outResult.stderr.trim()}`);
+  if (check.copiedIn.onServer !== check.copiedIn.expected) problems.push("file copied in: the server's disk differs from the source");
+  if (check.copiedIn.onMount !== check.copiedIn.expected) problems.push("file copied in: the mount differs from the source");
+  if (check.copiedOut.found !== check.copiedOut.expected) problems.push("file copied out differs from the server's file");
+  return problems;
 }
