@@ -360,6 +360,26 @@ describe("POSIX operations through the mount", { timeout: 240_000 }, () => {
       assert.equal(await errnoOf(() => fs.stat(d("root-dir", "by-nobody"))), "ENOENT");
     });
 
+    it("new files, directories, FIFOs and symlinks belong to the user who made them", { timeout: 30_000 }, async () => {
+      await fs.mkdir(m("shared"), { mode: 0o777 });
+      await fs.chmod(m("shared"), 0o777);
+      for (const [command, args] of [
+        ["touch", [m("shared", "file")]],
+        ["mkdir", [m("shared", "dir")]],
+        ["mkfifo", [m("shared", "fifo")]],
+        ["ln", ["-s", "file", m("shared", "link")]],
+      ] as const) {
+        const made = await runAs(NOBODY, NOBODY, command, [...args]);
+        assert.equal(made.code, 0, `${command} as nobody: ${made.stderr}`);
+      }
+      for (const name of ["file", "dir", "fifo", "link"]) {
+        const onDisk = await fs.lstat(d("shared", name));
+        assert.deepEqual([onDisk.uid, onDisk.gid], [NOBODY, NOBODY], `${name} on the server's disk`);
+        const seen = await fs.lstat(m("shared", name));
+        assert.deepEqual([seen.uid, seen.gid], [NOBODY, NOBODY], `${name} through the mount`);
+      }
+    });
+
     it("EXDEV: rename from the mount to another file system", { timeout: 10_000 }, async () => {
       await fs.writeFile(m("cross.txt"), "stays");
       const outside = join(await fs.mkdtemp(join(tmpdir(), "natsfs-posix-xdev-")), "cross.txt");
