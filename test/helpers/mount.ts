@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { initCa, issue, loadPolicy, renderNatsConfig } from "../../src/security/index.js";
 import { startNatsServer, type NatsServer } from "./nats.js";
 import { start, waitFor, type Started } from "./processes.js";
 
@@ -25,8 +26,14 @@ const TIMEOUTS = {
 export interface StackOptions {
   /** Export names; each gets its own empty directory. Default ["data"]; the first one is mounted. */
   exports?: string[];
-  /** Plain NATS without TLS (the only kind of stack so far). */
-  insecure: true;
+  /**
+   * true: plain NATS, `--insecure` everywhere. false: mutual TLS as deployed: a fresh CA in
+   * root/pki, a policy (root/policy.yaml) serving every export as `fileserver` and granting
+   * `clientGrant` on each to the mounting identity `tester`, and the nats-server config rendered from it.
+   */
+  insecure: boolean;
+  /** Grant of the mounting identity on every export when insecure is false. Default "rw". */
+  clientGrant?: "rw" | "ro";
   /** Extra nats-server configuration text. */
   natsConfig?: string;
   extraServerArgs?: string[];
@@ -39,6 +46,8 @@ export interface Stack {
   /** Root temp directory holding export directories and the mountpoint (mode 0755). */
   root: string;
   nats: NatsServer;
+  /** How natsfs processes join the bus (TLS material and identities, or --insecure). */
+  bus: StackBus;
   /** Server processes, the first one started by startStack, more by startServer(). */
   servers: Started[];
   mount: Started;
@@ -148,10 +157,55 @@ export async function stopProcess(proc: Started): Promise<void> {
   proc.child.kill("SIGKILL");
 }
 
-/** Starts `natsfs server --insecure` for the given exports (name → directory). */
-export function startServerProcess(natsUrl: string, exportDirs: Record<string, string>, extraArgs: string[] = []): Started {
+/** How natsfs processes join a stack's bus: the flags after `--nats URL` for servers and mounts. */
+export interface StackBus {
+  url: string;
+  serverArgs: string[];
+  mountArgs: string[];
+  /** PKI directory and policy file when the bus is TLS. */
+  pki?: string;
+  policyFile?: string;
+}
+
+const TLS_IDENTITIES = { nats: "nats", server: "fileserver", client: "tester" } as const;
+
+/** Starts nats-server for a stack: plain, or mutual TLS with a fresh CA and a policy for the exports. */
+async function startStackBus(root: string, exportDirs: Record<string, string>, options: StackOptions): Promise<{ nats: NatsServer; bus: StackBus }> {
   const exportArgs = Object.entries(exportDirs).flatMap(([name, dir]) => ["--export", `${name}=${dir}`]);
-  return start(process.execPath, [CLI, "server", "--insecure", "--nats", natsUrl, ...exportArgs, ...extraArgs]);
+  if (options.insecure) {
+    const nats = await startNatsServer({ config: options.natsConfig });
+    return { nats, bus: { url: nats.url, serverArgs: ["--insecure", ...exportArgs], mountArgs: ["--insecure"] } };
+  }
+  const pki = join(root, "pki");
+  initCa(pki);
+  issue(pki, TLS_IDENTITIES.nats, ["127.0.0.1", "localhost"]);
+  issue(pki, TLS_IDENTITIES.server);
+  issue(pki, TLS_IDENTITIES.client);
+  const grant = options.clientGrant ?? "rw";
+  const policy = {
+    exports: Object.fromEntries(Object.entries(exportDirs).map(([name, path]) => [name, { path }])),
+    identities: { [TLS_IDENTITIES.client]: { grants: Object.fromEntries(Object.keys(exportDirs).map((name) => [name, grant])) } },
+    servers: [TLS_IDENTITIES.server],
+  };
+  const policyFile = join(root, "policy.json");
+  writeFileSync(policyFile, JSON.stringify(policy, null, 2));
+  const natsConfig = `${renderNatsConfig(loadPolicy(policyFile), pki, { certName: TLS_IDENTITIES.nats })}\n${options.natsConfig ?? ""}`;
+  const nats = await startNatsServer({ config: natsConfig, scheme: "tls" });
+  return {
+    nats,
+    bus: {
+      url: nats.url,
+      serverArgs: ["--pki", pki, "--identity", TLS_IDENTITIES.server, "--policy", policyFile],
+      mountArgs: ["--pki", pki, "--identity", TLS_IDENTITIES.client],
+      pki,
+      policyFile,
+    },
+  };
+}
+
+/** Starts `natsfs server` on a stack's bus. */
+export function startServerProcess(bus: StackBus, extraArgs: string[] = []): Started {
+  return start(process.execPath, [CLI, "server", "--nats", bus.url, ...bus.serverArgs, ...extraArgs]);
 }
 
 /** Resolves when the process has exited (at once if it already has). */
@@ -161,12 +215,12 @@ function exited(proc: Started): Promise<void> {
 }
 
 /**
- * Starts `natsfs mount --insecure --foreground` for one export (or `--all` when `exportName` is
+ * Starts `natsfs mount --foreground` on a stack's bus for one export (or `--all` when `exportName` is
  * undefined) and waits until the kernel shows the mount; fails at once if the process exits first.
  */
-export async function startMountProcess(natsUrl: string, exportName: string | undefined, mountpoint: string, extraArgs: string[] = []): Promise<Started> {
+export async function startMountProcess(bus: StackBus, exportName: string | undefined, mountpoint: string, extraArgs: string[] = []): Promise<Started> {
   const target = exportName === undefined ? ["--all"] : ["--export", exportName];
-  const proc = start(process.execPath, [CLI, "mount", "--insecure", "--nats", natsUrl, ...target, mountpoint, "--foreground", ...extraArgs]);
+  const proc = start(process.execPath, [CLI, "mount", "--nats", bus.url, ...bus.mountArgs, ...target, mountpoint, "--foreground", ...extraArgs]);
   const died = exited(proc).then(() => {
     throw new Error(`natsfs mount exited (${proc.child.exitCode ?? proc.child.signalCode}) before the mount was live`);
   });
@@ -202,6 +256,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const servers: Started[] = [];
   const mounts: Started[] = [];
   let nats: NatsServer | undefined;
+  let bus: StackBus | undefined;
   let tornDown = false;
 
   const logs = () =>
@@ -224,17 +279,17 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   };
 
   const startServer = async (extraArgs: string[] = []) => {
-    if (!nats) throw new Error("nats-server is not running");
-    const server = startServerProcess(nats.url, exportDirs, [...(options.extraServerArgs ?? []), ...extraArgs]);
+    if (!bus) throw new Error("nats-server is not running");
+    const server = startServerProcess(bus, [...(options.extraServerArgs ?? []), ...extraArgs]);
     servers.push(server);
     return server;
   };
 
   try {
-    nats = await startNatsServer({ config: options.natsConfig });
+    ({ nats, bus } = await startStackBus(root, exportDirs, options));
     await startServer();
     const target = options.mountAll ? undefined : exportNames[0]!;
-    mounts.push(await startMountProcess(nats.url, target, mountpoint, options.extraMountArgs));
+    mounts.push(await startMountProcess(bus, target, mountpoint, options.extraMountArgs));
   } catch (err) {
     const output = logs();
     await teardown();
@@ -243,7 +298,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   return {
     root,
-    nats,
+    nats: nats!,
+    bus: bus!,
     servers,
     mount: mounts[0]!,
     mountpoint,
