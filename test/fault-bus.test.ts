@@ -11,6 +11,7 @@ import {
   Rig,
   copyAcrossFault,
   copyProblems,
+  reportRecovery,
   killHard,
   lameDuck,
   mountNode,
@@ -42,12 +43,13 @@ describe("nats-server restarted on the same port", { timeout: 180_000 }, () => {
     await rig.teardown();
   });
 
-  it("finishes copies in and out when nats-server is killed and comes back 2 s later", async () => {
+  it("finishes copies in and out when nats-server is killed and comes back 2 s later", async (t) => {
     const check = await copyAcrossFault(rig, mount.mountpoint, SIZE, "natsrestart", async () => {
       await killHard(nats.proc);
       await sleep(2_000);
       await nats.restart();
     });
+    await reportRecovery(t.name, check, mount);
     assert.deepEqual(copyProblems(check), [], rig.logs());
   });
 });
@@ -69,36 +71,39 @@ describe("3-node nats cluster", { timeout: 300_000 }, () => {
     await rig.teardown();
   });
 
-  it("finishes copies when the node the mount uses is killed", async () => {
+  it("finishes copies when the node the mount uses is killed", async (t) => {
     let victim: NatsNode | undefined;
     const check = await copyAcrossFault(rig, mount.mountpoint, SIZE, "nodekilled", async () => {
       victim = await mountNode(mount, nodes);
       await killHard(victim.proc);
     });
+    await reportRecovery(t.name, check, mount);
     assert.deepEqual(copyProblems(check), [], rig.logs());
     assert.notEqual((await mountNode(mount, nodes)).name, victim!.name, "the mount moved to another node");
     await victim!.restart();
     await waitClusterFormed(nodes);
   });
 
-  it("finishes copies when the node the mount uses is frozen", async () => {
+  it("finishes copies when the node the mount uses is frozen", async (t) => {
     let victim: NatsNode | undefined;
     const check = await copyAcrossFault(rig, mount.mountpoint, SIZE, "nodefrozen", async () => {
       victim = await mountNode(mount, nodes);
       rig.freeze(victim.proc);
     });
+    await reportRecovery(t.name, check, mount);
     assert.deepEqual(copyProblems(check), [], rig.logs());
     assert.notEqual((await mountNode(mount, nodes)).name, victim!.name, "the mount moved to another node");
     rig.thaw(victim!.proc);
     await waitClusterFormed(nodes);
   });
 
-  it("finishes copies when the node the mount uses goes into lame duck mode", async () => {
+  it("finishes copies when the node the mount uses goes into lame duck mode", async (t) => {
     let victim: NatsNode | undefined;
     const check = await copyAcrossFault(rig, mount.mountpoint, SIZE, "nodeldm", async () => {
       victim = await mountNode(mount, nodes);
       await lameDuck(victim);
     });
+    await reportRecovery(t.name, check, mount);
     assert.deepEqual(copyProblems(check), [], rig.logs());
     // The client leaves on the lame duck notice, long before the node's 30 s are up.
     await waitUntil("the mount to leave the lame duck node", async () => (await mountNode(mount, nodes).catch(() => victim!)).name !== victim!.name, 20_000);

@@ -10,6 +10,7 @@ import {
   Rig,
   copyAcrossFault,
   copyProblems,
+  reportRecovery,
   startFaultMount,
   startFsServer,
   startNatsNode,
@@ -41,25 +42,27 @@ describe("two server instances of one export", { timeout: 300_000 }, () => {
     return servers[counts.indexOf(Math.max(...counts))]!;
   }
 
-  it("keeps copies going when the instance holding their handles is killed", async () => {
+  it("keeps copies going when the instance holding their handles is killed", async (t) => {
     const remapsBefore = await mount.remaps();
     let victim: FsServer | undefined;
     const check = await copyAcrossFault(rig, mount.mountpoint, SIZE, "killed", async () => {
       victim = await busiest();
       await victim.kill();
     });
+    await reportRecovery(t.name, check, mount);
     assert.deepEqual(copyProblems(check), [], rig.logs());
     assert.ok((await mount.remaps()) > remapsBefore, "the client moved the handles to the surviving instance");
     await victim!.restart();
   });
 
-  it("keeps copies going while the instance holding their handles is frozen", async () => {
+  it("keeps copies going while the instance holding their handles is frozen", async (t) => {
     const remapsBefore = await mount.remaps();
     let frozen: FsServer | undefined;
     const check = await copyAcrossFault(rig, mount.mountpoint, SIZE, "frozen", async () => {
       frozen = await busiest();
       rig.freeze(frozen.proc);
     });
+    await reportRecovery(t.name, check, mount);
     assert.deepEqual(copyProblems(check), [], rig.logs());
     assert.ok((await mount.remaps()) > remapsBefore, "the client moved the handles away from the frozen instance");
     rig.thaw(frozen!.proc);

@@ -16,6 +16,7 @@ import {
   Rig,
   copyAcrossFault,
   copyProblems,
+  reportRecovery,
   startFaultMount,
   startFsServer,
   startNatsNode,
@@ -52,9 +53,10 @@ describe("server kill -9 and restart on the same export", { timeout: 300_000 }, 
     await server.restart();
   }
 
-  it(`copies ${BIG_MB} MB in and ${BIG_MB} MB out across a kill -9 of the server`, async () => {
+  it(`copies ${BIG_MB} MB in and ${BIG_MB} MB out across a kill -9 of the server`, async (t) => {
     const remapsBefore = await mount.remaps();
     const check = await copyAcrossFault(rig, mount.mountpoint, BIG_MB * MiB, "big", () => restartServer());
+    await reportRecovery(t.name, check, mount);
     assert.deepEqual(copyProblems(check), [], rig.logs());
     const remaps = (await mount.remaps()) - remapsBefore;
     assert.ok(remaps >= 2, `expected the reading and the writing handle to be remapped, the client counted ${remaps}`);

@@ -312,6 +312,8 @@ export interface FaultMount {
   metrics(): Promise<string>;
   /** Sum of natsfs_client_handle_remaps_total{result="ok"}. */
   remaps(): Promise<number>;
+  /** The mount's non-zero retry, failover, remap and reconnect counters, one "name{labels} value" a line. */
+  faultCounters(): Promise<string>;
   /** The mount's /status JSON. */
   status(): Promise<{ natsServer?: string | null; [key: string]: unknown }>;
 }
@@ -351,6 +353,11 @@ export async function startFaultMount(rig: Rig, natsUrls: string[], mountpoint: 
     mountpoint,
     metricsUrl,
     metrics,
+    faultCounters: async () =>
+      (await metrics())
+        .split("\n")
+        .filter((line) => /^natsfs_client_(retries|failovers|handle_remaps|bus_reconnects)_total/.test(line) && !/ 0$/.test(line))
+        .join("\n"),
     remaps: async () => sumCounter(await metrics(), "natsfs_client_handle_remaps_total", { result: "ok" }) ?? 0,
     status: async () => (await (await httpGet(`${metricsUrl}/status`)).json()) as { natsServer?: string | null },
   };
@@ -482,6 +489,8 @@ export interface CopyCheck {
   /** sha256 expected and found: source → mount → server disk for the copy in, server disk → mount → local for the copy out. */
   copiedIn: { expected: string; onServer: string; onMount: string };
   copiedOut: { expected: string; found: string };
+  /** From the fault's start until both copies had finished. */
+  recoveryMs: number;
   inResult: { code: number | null; stderr: string };
   outResult: { code: number | null; stderr: string };
 }
@@ -513,8 +522,10 @@ export async function copyAcrossFault(rig: Rig, mountpoint: string, size: number
     },
     120_000,
   );
+  const faultAt = Date.now();
   await fault();
   const [inResult, outResult] = await Promise.all([copyIn, copyOut]);
+  const recoveryMs = Date.now() - faultAt;
   return {
     copiedIn: {
       expected: expectedIn,
@@ -522,6 +533,7 @@ export async function copyAcrossFault(rig: Rig, mountpoint: string, size: number
       onMount: inResult.code === 0 ? await sha256File(join(mountpoint, `${name}.in`)) : "copy failed",
     },
     copiedOut: { expected: expectedOut, found: outResult.code === 0 ? await sha256File(copiedOut) : "copy failed" },
+    recoveryMs,
     inResult,
     outResult,
   };
@@ -536,4 +548,10 @@ export function copyProblems(check: CopyCheck): string[] {
   if (check.copiedIn.onMount !== check.copiedIn.expected) problems.push("file copied in: the mount differs from the source");
   if (check.copiedOut.found !== check.copiedOut.expected) problems.push("file copied out differs from the server's file");
   return problems;
+}
+
+/** One line for the test log: how long the copies took after the fault and what the client counted. */
+export async function reportRecovery(label: string, check: CopyCheck, mount: FaultMount): Promise<void> {
+  const counters = await mount.faultCounters().catch((err: unknown) => `(metrics unavailable: ${(err as Error).message})`);
+  process.stderr.write(`${label}: copies done ${(check.recoveryMs / 1000).toFixed(1)} s after the fault\n${counters}\n`);
 }
