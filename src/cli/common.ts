@@ -19,6 +19,12 @@ export function parsePort(value: string): number {
   return port;
 }
 
+export function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds < 0) throw new UsageError(`invalid number of seconds "${value}"`);
+  return seconds;
+}
+
 /** Options shared by every command that talks to the bus. */
 export function addBusOptions(command: Command): Command {
   return command

@@ -6,7 +6,7 @@ import type { Command } from "commander";
 import { discoverExports, mountExports } from "../client/index.js";
 import { createClientMetrics, observeCertificateExpiry, startMetricsServer } from "../metrics/index.js";
 import { assertToken } from "../protocol/index.js";
-import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal } from "./common.js";
+import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
 
 interface MountFlags extends BusFlags {
@@ -16,12 +16,6 @@ interface MountFlags extends BusFlags {
   foreground?: boolean;
   metricsPort?: number;
   metricsHost: string;
-}
-
-function parseSeconds(value: string): number {
-  const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`invalid number of seconds "${value}"`);
-  return seconds;
 }
 
 function isMounted(mountpoint: string): boolean {

@@ -1,8 +1,8 @@
 import type { Command } from "commander";
 import { createServerMetrics, startMetricsServer } from "../metrics/index.js";
 import { PolicyError, loadPolicy } from "../security/index.js";
-import { ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig } from "../server/index.js";
-import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal } from "./common.js";
+import { DEFAULT_SERVER_OPTIONS, ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig } from "../server/index.js";
+import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal, parseSeconds } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
 
 interface ServerFlags extends BusFlags {
@@ -10,6 +10,7 @@ interface ServerFlags extends BusFlags {
   policy?: string;
   metricsPort?: number;
   metricsHost: string;
+  leftoverGrace: number;
 }
 
 interface Exports {
@@ -54,7 +55,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
   const { nc, identity } = await connectBus(flags, `natsfs-server ${exports.map((e) => e.name).join(",")}`);
   const metrics = createServerMetrics({ exportNames: exports.map((e) => e.name), identity, version: VERSION, knownIdentities });
   try {
-    const server = await startServer({ nc, exports, policy, version: VERSION, observer: metrics.observer, logger: serverLogger() });
+    const server = await startServer({ nc, exports, policy, version: VERSION, options: { leftoverGraceMs: flags.leftoverGrace * 1000 }, observer: metrics.observer, logger: serverLogger() });
     metrics.epochStarted(server.instance, server.epoch);
     const endpoint =
       flags.metricsPort === undefined
@@ -82,7 +83,8 @@ export function registerServer(program: Command): void {
     .command("server")
     .description("serve directories on the bus")
     .option("--export <name=path[:ro]>", "export a directory (repeatable); every identity gets rw, or ro with :ro", collect)
-    .option("--policy <file>", "policy file naming exports, identities and grants (instead of --export)");
+    .option("--policy <file>", "policy file naming exports, identities and grants (instead of --export)")
+    .option("--leftover-grace <seconds>", "remove .fuse_hidden* files unchanged this long at start", parseSeconds, DEFAULT_SERVER_OPTIONS.leftoverGraceMs / 1000);
   addBusOptions(command);
   addMetricsOptions(command);
   command.action((flags: ServerFlags) => runServer(flags));

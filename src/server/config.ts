@@ -34,6 +34,8 @@ export interface ServerOptions {
   mknodTimeoutMs: number;
   /** Bytes of names one readdir reply carries at most; larger directories come in pages. */
   maxListingBytes: number;
+  /** `.fuse_hidden*` leftovers unchanged this long are removed at start (see leftovers.ts). */
+  leftoverGraceMs: number;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Readonly<ServerOptions> = {
@@ -42,6 +44,7 @@ export const DEFAULT_SERVER_OPTIONS: Readonly<ServerOptions> = {
   maxHandlesPerExport: 4096,
   mknodTimeoutMs: 5_000,
   maxListingBytes: 256 * 1024,
+  leftoverGraceMs: 24 * 60 * 60 * 1000,
 };
 
 /** The nobody/nogroup ids an export squashes to unless its policy says otherwise. */

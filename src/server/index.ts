@@ -4,6 +4,7 @@ import { pino, type Logger } from "pino";
 import { DEFAULT_SERVER_OPTIONS, type AccessPolicy, type ExportConfig, type ServerOptions } from "./config.js";
 import { FsService, type ServerStatus } from "./service.js";
 import { NULL_SERVER_OBSERVER, type ServerObserver } from "./observer.js";
+import { sweepLeftovers } from "./leftovers.js";
 
 export {
   DEFAULT_ANON_ID,
@@ -58,20 +59,34 @@ export async function startServer(params: StartServerParams): Promise<RunningSer
   await Promise.all(params.exports.map(checkExportRoot));
   // Clients send modes with their own umask already applied; the server's must not mask them again.
   process.umask(0);
+  const logger = params.logger ?? serverLogger();
+  const options = { ...DEFAULT_SERVER_OPTIONS, ...params.options };
   const service = new FsService({
     nc: params.nc,
     exports: params.exports,
     policy: params.policy,
     version: params.version,
     observer: params.observer ?? NULL_SERVER_OBSERVER,
-    options: { ...DEFAULT_SERVER_OPTIONS, ...params.options },
-    logger: params.logger ?? serverLogger(),
+    options,
+    logger,
   });
   await service.start();
+  // In the background: a large export must not delay serving.
+  const sweeps = Promise.all(
+    params.exports.map((config) =>
+      sweepLeftovers(config.path, options.leftoverGraceMs, logger.child({ export: config.name })).then(
+        (result) => logger.info({ export: config.name, ...result }, "leftover sweep done"),
+        (err: unknown) => logger.warn({ export: config.name, err: (err as Error).message }, "leftover sweep failed"),
+      ),
+    ),
+  );
   return {
     instance: service.instance,
     epoch: service.epoch,
-    stop: () => service.stop(),
+    stop: async () => {
+      await service.stop();
+      await sweeps;
+    },
     status: () => service.status(),
   };
 }
