@@ -21,12 +21,15 @@ export type AttemptFailure =
 /**
  * Classifies an error thrown by nats.js `request()`. `instanceBound` requests addressed one server
  * instance; after `instanceAttempts` timeouts (or at once on no responders) they give up on it.
+ * A `mutating` op the bus refuses is EROFS: the mount only exists because reading was allowed, so the
+ * identity's grant is read-only.
  */
 export function classifyAttemptError(
   err: unknown,
   instanceBound: boolean,
   attemptsOnInstance: number,
   instanceAttempts: number,
+  mutating = false,
 ): AttemptFailure {
   const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
   const message = err instanceof Error ? err.message : String(err);
@@ -37,7 +40,9 @@ export function classifyAttemptError(
       if (instanceBound && attemptsOnInstance >= instanceAttempts) return { kind: "instance_gone", reason: "timeout" };
       return { kind: "retry", reason: "timeout" };
     case "PERMISSIONS_VIOLATION":
-      return { kind: "fatal", errno: ERRNO.EACCES!, message: `not permitted by the bus: ${message}` };
+      return mutating
+        ? { kind: "fatal", errno: ERRNO.EROFS!, message: `read-only grant: the bus refuses changes: ${message}` }
+        : { kind: "fatal", errno: ERRNO.EACCES!, message: `not permitted by the bus: ${message}` };
     case "MAX_PAYLOAD_EXCEEDED":
       return { kind: "fatal", errno: ERRNO.EFBIG!, message: `request larger than the bus allows: ${message}` };
     case "DISCONNECT":

@@ -4,6 +4,7 @@ import {
   DecodeError,
   ERRNO,
   FsError,
+  MAX_DATA_BYTES,
   OPS,
   decodeReply,
   encodeRequest,
@@ -36,6 +37,9 @@ export interface CallOptions {
   instance?: string;
 }
 
+/** Room for subject-independent envelope fields (request id, handle, offset) around file data. */
+const ENVELOPE_ALLOWANCE = 1024;
+
 /** Ops whose one attempt may legitimately take long on the server. */
 const SLOW_OPS: ReadonlySet<OpName> = new Set(["fsync", "release", "write", "ftruncate", "truncate"]);
 
@@ -53,6 +57,15 @@ export class Rpc {
     private readonly observer: ClientObserver,
     private readonly options: ClientOptions,
   ) {}
+
+  /**
+   * File data one read or write request may carry: the protocol's limit, or less when the bus's
+   * max_payload is smaller (the envelope needs room too).
+   */
+  get maxDataBytes(): number {
+    const busLimit = (this.nc.info?.max_payload ?? 1024 * 1024) - ENVELOPE_ALLOWANCE;
+    return Math.max(4096, Math.min(MAX_DATA_BYTES, busLimit));
+  }
 
   async call<O extends OpName & keyof OpTypes>(op: O, args: OpArgs<O>, callOptions: CallOptions = {}): Promise<OpResult<O>> {
     const started = performance.now();
@@ -94,7 +107,7 @@ export class Rpc {
         if (err instanceof DecodeError) throw new FsError(ERRNO.EIO!, `${op}: ${err.message}`);
         failure = err;
       }
-      const verdict = classifyAttemptError(failure, instance !== undefined, attempts, this.options.instanceAttempts);
+      const verdict = classifyAttemptError(failure, instance !== undefined, attempts, this.options.instanceAttempts, OPS[op].mutating);
       if (verdict.kind === "fatal") throw new FsError(verdict.errno, `${op} on ${this.exportName}: ${verdict.message}`);
       if (verdict.kind === "instance_gone") throw new InstanceGoneError(instance!, verdict.reason);
       this.observer.retry(op, verdict.reason);

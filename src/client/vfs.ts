@@ -228,11 +228,19 @@ export class Vfs {
   async read(fh: number, length: number, offset: number): Promise<Uint8Array> {
     const file = this.file(fh);
     await this.settleWrites(file.rpc, file.path);
-    const data = await this.onHandle(file, (server) =>
-      file.rpc.call("read", { handle: server.handle, offset, length }, { instance: server.instance }),
-    );
-    this.observer.bytesRead(data.length);
-    return data;
+    const chunk = file.rpc.maxDataBytes;
+    const parts: Uint8Array[] = [];
+    let done = 0;
+    while (done < length) {
+      const at = offset + done;
+      const want = Math.min(chunk, length - done);
+      const part = await this.onHandle(file, (server) => file.rpc.call("read", { handle: server.handle, offset: at, length: want }, { instance: server.instance }));
+      parts.push(part);
+      done += part.length;
+      if (part.length < want) break; // end of file
+    }
+    this.observer.bytesRead(done);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
   async write(fh: number, data: Buffer, offset: number): Promise<number> {
@@ -308,7 +316,7 @@ export class Vfs {
   private async writeThrough(file: OpenFile, offset: number, data: Buffer): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const chunk = data.subarray(done);
+      const chunk = data.subarray(done, done + file.rpc.maxDataBytes);
       const written = await this.onHandle(file, (server) =>
         file.rpc.call("write", { handle: server.handle, offset: offset + done, data: chunk }, { instance: server.instance }),
       );
