@@ -5,19 +5,18 @@ import type { ClientObserver } from "./observer.js";
 /**
  * Follows the NATS connection's status so the RPC layer can act on what nats.js does not: requests in
  * flight are not failed on disconnect and requests sent while disconnected are dropped
- * (nats-facts.md). Attempts race `nextDisconnect` and wait in `waitConnected` before re-sending.
+ * (nats-facts.md). Attempts end early through `untilDisconnect` and wait in `waitConnected` before
+ * re-sending.
  */
 export class BusLink {
   private connected = true;
   private onConnected: Array<() => void> = [];
-  private disconnectSignal!: Promise<"disconnected">;
-  private signalDisconnect!: () => void;
+  private readonly onDisconnect = new Set<() => void>();
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly observer: ClientObserver,
   ) {
-    this.armDisconnectSignal();
     this.observer.connectionState(true, nc.getServer());
     void this.follow();
   }
@@ -30,9 +29,26 @@ export class BusLink {
     return this.connected ? this.nc.getServer() : undefined;
   }
 
-  /** Resolves at the next disconnect after this call. */
-  get nextDisconnect(): Promise<"disconnected"> {
-    return this.disconnectSignal;
+  /**
+   * Settles like `work`, or with "disconnected" at the next disconnect, whichever comes first. (A
+   * Promise.race against one long-lived "next disconnect" promise would keep every reply it ever
+   * raced alive until that disconnect.)
+   */
+  untilDisconnect<T>(work: Promise<T>): Promise<T | "disconnected"> {
+    return new Promise((resolve, reject) => {
+      const onDisconnect = () => resolve("disconnected");
+      this.onDisconnect.add(onDisconnect);
+      work.then(
+        (value) => {
+          this.onDisconnect.delete(onDisconnect);
+          resolve(value);
+        },
+        (err: unknown) => {
+          this.onDisconnect.delete(onDisconnect);
+          reject(err);
+        },
+      );
+    });
   }
 
   /** Waits until the bus is connected, or fails with EIO at `deadline` (epoch ms; Infinity = never). */
@@ -54,12 +70,6 @@ export class BusLink {
     });
   }
 
-  private armDisconnectSignal(): void {
-    this.disconnectSignal = new Promise((resolve) => {
-      this.signalDisconnect = () => resolve("disconnected");
-    });
-  }
-
   private async follow(): Promise<void> {
     for await (const status of this.nc.status()) {
       switch (status.type) {
@@ -67,8 +77,9 @@ export class BusLink {
         case "staleConnection":
           if (this.connected) {
             this.connected = false;
-            this.signalDisconnect();
-            this.armDisconnectSignal();
+            const waiting = [...this.onDisconnect];
+            this.onDisconnect.clear();
+            for (const wake of waiting) wake();
             this.observer.connectionState(false, undefined);
           }
           break;

@@ -94,9 +94,7 @@ export class Rpc {
       attempts += 1;
       let failure: unknown;
       try {
-        const request = this.nc.request(subject, payload, { timeout });
-        request.catch(() => undefined); // it may be abandoned below when the connection drops
-        const outcome = await Promise.race([request, this.link.nextDisconnect]);
+        const outcome = await this.link.untilDisconnect(this.nc.request(subject, payload, { timeout }));
         if (outcome === "disconnected") {
           failure = Object.assign(new Error("bus disconnected"), { code: "DISCONNECT" });
         } else {
