@@ -49,6 +49,20 @@ stop_group() {
   kill -KILL -- "-$pgid" 2>/dev/null
 }
 
+# Network namespaces the fault tests make (natsfs-*); a file killed at its time limit never runs the
+# teardown that deletes them.
+natsfs_netns() { ip netns list 2>/dev/null | awk '$1 ~ /^natsfs-/ { print $1 }' | sort; }
+
+# Deletes natsfs-* namespaces that appeared during the group (absent from $1) and hold no process.
+remove_stray_netns() {
+  local before=$1 name
+  for name in $(comm -13 <(printf '%s\n' "$before") <(natsfs_netns)); do
+    [ -n "$(ip netns pids "$name" 2>/dev/null)" ] && continue
+    echo "run-tests: deleting stray network namespace $name"
+    ip netns del "$name" 2>/dev/null || true
+  done
+}
+
 # Sums node's TAP summary (`# pass N` ...) for one group; prints "pass fail skipped".
 tap_counts() {
   awk '
@@ -74,6 +88,7 @@ for group in "${groups[@]}"; do
   fi
   echo "== $group: ${#files[@]} file(s), cap ${cap}s, ${file_timeout_ms} ms per file"
   tap_file="$log_dir/$group.tap"
+  netns_before=$(natsfs_netns)
   started=$(date +%s)
   # Run in the background so its PID (timeout makes itself a process-group leader) is known: after the
   # group ends, anything its tests left running in that group is stopped by that group id.
@@ -89,6 +104,7 @@ for group in "${groups[@]}"; do
   unmount_strays
   stop_group "$suite_pid" "$group"
   unmount_strays
+  remove_stray_netns "$netns_before"
 
   counts=$(tap_counts "$tap_file" 2>/dev/null || echo none)
   if [ "$counts" = none ]; then
