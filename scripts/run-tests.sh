@@ -76,6 +76,20 @@ tap_counts() {
   ' "$1"
 }
 
+# The running group sits in its own process group, out of reach of the terminal's Ctrl-C: on an
+# interrupt, stop it and clean up here.
+suite_pid=""
+on_interrupt() {
+  echo "run-tests: interrupted"
+  if [ -n "$suite_pid" ]; then
+    kill -TERM -- "-$suite_pid" 2>/dev/null
+    stop_group "$suite_pid" "the interrupted group"
+  fi
+  unmount_strays
+  exit 130
+}
+trap on_interrupt INT TERM
+
 total_pass=0 total_fail=0 total_skip=0 failed_groups=()
 summary_rows=()
 for group in "${groups[@]}"; do
