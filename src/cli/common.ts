@@ -1,5 +1,7 @@
 import { createRequire } from "node:module";
 import type { Command } from "commander";
+import type { Registry } from "prom-client";
+import { startMetricsServer, type MetricsServer, type Readiness } from "../metrics/index.js";
 
 export const VERSION: string = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
 
@@ -39,6 +41,17 @@ export function addMetricsOptions(command: Command): Command {
   return command
     .option("--metrics-port <n>", "serve /metrics, /healthz, /readyz, /status on this port", parsePort)
     .option("--metrics-host <host>", "address for the metrics endpoint", "127.0.0.1");
+}
+
+/** Starts /metrics, /healthz, /readyz and /status when --metrics-port was given. */
+export async function startMetricsEndpoint(
+  flags: { metricsPort?: number; metricsHost: string },
+  registry: Registry,
+  ready: () => Promise<Readiness>,
+  status: () => unknown,
+): Promise<MetricsServer | undefined> {
+  if (flags.metricsPort === undefined) return undefined;
+  return startMetricsServer({ host: flags.metricsHost, port: flags.metricsPort, registry, ready, status });
 }
 
 /** Resolves when the process is asked to stop (SIGINT or SIGTERM). */

@@ -4,9 +4,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { discoverExports, mountExports } from "../client/index.js";
-import { createClientMetrics, observeCertificateExpiry, startMetricsServer } from "../metrics/index.js";
+import { createClientMetrics, observeCertificateExpiry } from "../metrics/index.js";
 import { assertToken } from "../protocol/index.js";
-import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, untilSignal } from "./common.js";
+import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
 
 interface MountFlags extends BusFlags {
@@ -79,16 +79,12 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
       options: { softTimeoutMs: flags.softTimeout === undefined ? undefined : flags.softTimeout * 1000 },
       onUnexpectedError: (op, err) => process.stderr.write(`natsfs mount: unexpected error in ${op}: ${(err as Error).stack ?? String(err)}\n`),
     });
-    const endpoint =
-      flags.metricsPort === undefined
-        ? undefined
-        : await startMetricsServer({
-            host: flags.metricsHost,
-            port: flags.metricsPort,
-            registry: metrics.registry,
-            ready: () => mounted.probe(),
-            status: () => ({ ...metrics.snapshot(), openHandles: mounted.vfs.openHandleCount, natsServer: mounted.link.server ?? null, clientId: mounted.clientId }),
-          });
+    const endpoint = await startMetricsEndpoint(
+      flags,
+      metrics.registry,
+      () => mounted.probe(),
+      () => ({ ...metrics.snapshot(), openHandles: mounted.vfs.openHandleCount, natsServer: mounted.link.server ?? null, clientId: mounted.clientId }),
+    );
     const mode = flags.softTimeout === undefined ? "hard" : `soft, ${flags.softTimeout} s`;
     process.stderr.write(
       `natsfs mount: ${exports.join(",")} mounted at ${mountpoint} (${mode})${endpoint ? `, metrics on ${endpoint.url}` : ""}\n`,

@@ -1,8 +1,12 @@
 import type { Command } from "commander";
-import { createServerMetrics, startMetricsServer } from "../metrics/index.js";
+import { access, constants } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import type { NatsConnection } from "nats";
+import { createServerMetrics, observeCertificateExpiry, type Readiness } from "../metrics/index.js";
 import { PolicyError, loadPolicy } from "../security/index.js";
-import { DEFAULT_SERVER_OPTIONS, ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig } from "../server/index.js";
-import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, untilSignal, parseSeconds } from "./common.js";
+import { DEFAULT_SERVER_OPTIONS, ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig, type RunningServer } from "../server/index.js";
+import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
 
 interface ServerFlags extends BusFlags {
@@ -50,6 +54,19 @@ function exportsFrom(flags: ServerFlags): Exports {
   }
 }
 
+/** Ready: connected to the bus and every export directory readable. */
+async function readiness(nc: NatsConnection, server: RunningServer, exports: readonly ExportConfig[]): Promise<Readiness> {
+  if (nc.isClosed() || !server.status().connected) return { ready: false, reason: "not connected to NATS" };
+  for (const config of exports) {
+    try {
+      await access(config.path, constants.R_OK | constants.X_OK);
+    } catch (err) {
+      return { ready: false, reason: `export ${config.name}: ${config.path} is not readable: ${(err as Error).message}` };
+    }
+  }
+  return { ready: true };
+}
+
 async function runServer(flags: ServerFlags): Promise<void> {
   const { exports, policy, knownIdentities } = exportsFrom(flags);
   const { nc, identity } = await connectBus(flags, `natsfs-server ${exports.map((e) => e.name).join(",")}`);
@@ -57,16 +74,10 @@ async function runServer(flags: ServerFlags): Promise<void> {
   try {
     const server = await startServer({ nc, exports, policy, version: VERSION, options: { leftoverGraceMs: flags.leftoverGrace * 1000 }, observer: metrics.observer, logger: serverLogger() });
     metrics.epochStarted(server.instance, server.epoch);
-    const endpoint =
-      flags.metricsPort === undefined
-        ? undefined
-        : await startMetricsServer({
-            host: flags.metricsHost,
-            port: flags.metricsPort,
-            registry: metrics.registry,
-            ready: async () => (nc.isClosed() ? { ready: false, reason: "NATS connection closed" } : server.status().connected ? { ready: true } : { ready: false, reason: "not connected to NATS" }),
-            status: () => metrics.snapshot(),
-          });
+    if (flags.pki !== undefined && !flags.insecure) {
+      observeCertificateExpiry(metrics.registry, identity, readFileSync(resolve(flags.pki, `${identity}.pem`)));
+    }
+    const endpoint = await startMetricsEndpoint(flags, metrics.registry, () => readiness(nc, server, exports), () => metrics.snapshot());
     const metricsNote = endpoint ? `, metrics on ${endpoint.url}` : "";
     process.stderr.write(`natsfs server: serving ${exports.map((e) => e.name).join(",")} as instance ${server.instance}${metricsNote}\n`);
     const signal = await untilSignal();
