@@ -23,6 +23,8 @@ registerDemo(program);
 
 try {
   await program.parseAsync(process.argv);
+  // A command is done when its action returns; a FUSE thread or a stray timer must not keep it alive.
+  process.exit(0);
 } catch (err) {
   if (err instanceof CommanderError) {
     // Help and version are successful exits; every other parse failure is a usage error.
