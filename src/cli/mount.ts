@@ -24,6 +24,12 @@ function isMounted(mountpoint: string): boolean {
     .some((line) => line.split(" ")[1] === mountpoint && line.split(" ")[2]?.startsWith("fuse"));
 }
 
+/** Resolves once the kernel no longer lists the mount (`fusermount -u` from outside, as with sshfs). */
+async function untilUnmounted(mountpoint: string): Promise<"unmounted"> {
+  while (isMounted(mountpoint)) await sleep(1000);
+  return "unmounted";
+}
+
 /** Without --foreground: run the mount in a detached child and return once the kernel shows it. */
 async function mountInBackground(mountpoint: string): Promise<void> {
   const logPath = `/tmp/natsfs-mount-${process.pid}.log`;
@@ -89,9 +95,13 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
     process.stderr.write(
       `natsfs mount: ${exports.join(",")} mounted at ${mountpoint} (${mode})${endpoint ? `, metrics on ${endpoint.url}` : ""}\n`,
     );
-    const signal = await untilSignal();
-    process.stderr.write(`natsfs mount: ${signal}, unmounting ${mountpoint}\n`);
-    await mounted.unmount().catch((err: unknown) => process.stderr.write(`natsfs mount: unmount: ${(err as Error).message}\n`));
+    const reason = await Promise.race([untilSignal(), untilUnmounted(mountpoint)]);
+    if (reason === "unmounted") {
+      process.stderr.write(`natsfs mount: ${mountpoint} was unmounted, exiting\n`);
+    } else {
+      process.stderr.write(`natsfs mount: ${reason}, unmounting ${mountpoint}\n`);
+      await mounted.unmount().catch((err: unknown) => process.stderr.write(`natsfs mount: unmount: ${(err as Error).message}\n`));
+    }
     await endpoint?.close();
   } finally {
     await nc.drain().catch(() => nc.close());
