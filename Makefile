@@ -1,6 +1,6 @@
 # natsfs: build, test, demo, bench. `make test` installs whatever is missing first (Debian packages as
 # root, node_modules), so it works on a fresh Debian 12 machine.
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench docs clean
 
 all: build
 
@@ -21,6 +21,10 @@ demo: deps build
 # Benchmarks are slow and machine-dependent: never part of `make test`.
 bench: deps build
 	bash scripts/run-bench.sh
+
+# The README's metric table, generated from the registries (test/metrics-readme.test.ts checks it).
+docs:
+	node --import tsx scripts/readme-metrics.ts
 
 # --one-file-system: never descend into a demo mount that is still live.
 clean:
