@@ -2,7 +2,9 @@
 export interface ClientOptions {
   /** How long one attempt of a request may take before it is re-sent. */
   attemptTimeoutMs: number;
-  /** Attempts of slow ops (fsync, big writes on a busy disk) get this long instead. */
+  /** Attempts of reads and writes, which carry up to MAX_DATA_BYTES and queue behind each other. */
+  dataAttemptTimeoutMs: number;
+  /** Attempts of ops that may legitimately take long on the server (fsync, release, truncate). */
   slowAttemptTimeoutMs: number;
   /** Attempts on a handle's own instance before the handle is moved to another instance. */
   instanceAttempts: number;
@@ -27,6 +29,7 @@ export interface ClientOptions {
 
 export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   attemptTimeoutMs: 2_000,
+  dataAttemptTimeoutMs: 5_000,
   slowAttemptTimeoutMs: 30_000,
   instanceAttempts: 2,
   backoffBaseMs: 50,

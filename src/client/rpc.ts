@@ -41,7 +41,8 @@ export interface CallOptions {
 const ENVELOPE_ALLOWANCE = 1024;
 
 /** Ops whose one attempt may legitimately take long on the server. */
-const SLOW_OPS: ReadonlySet<OpName> = new Set(["fsync", "release", "write", "ftruncate", "truncate"]);
+const SLOW_OPS: ReadonlySet<OpName> = new Set(["fsync", "release", "ftruncate", "truncate"]);
+const DATA_OPS: ReadonlySet<OpName> = new Set(["read", "write"]);
 
 /**
  * Request/reply with one export over the bus: one request id for every attempt of a call, per-attempt
@@ -86,7 +87,11 @@ export class Rpc {
   private async attempt<O extends OpName & keyof OpTypes>(op: O, args: OpArgs<O>, { instance }: CallOptions): Promise<OpResult<O>> {
     const subject = requestSubject(this.exportName, this.identity, op, instance);
     const payload = encodeRequest({ id: this.ids.next(), args });
-    const timeout = SLOW_OPS.has(op) ? this.options.slowAttemptTimeoutMs : this.options.attemptTimeoutMs;
+    const timeout = SLOW_OPS.has(op)
+      ? this.options.slowAttemptTimeoutMs
+      : DATA_OPS.has(op)
+        ? this.options.dataAttemptTimeoutMs
+        : this.options.attemptTimeoutMs;
     const deadline = this.options.softTimeoutMs === undefined ? Infinity : Date.now() + this.options.softTimeoutMs;
     let attempts = 0;
     for (;;) {

@@ -17,6 +17,8 @@ export interface NatsConfigOptions {
 export const NATS_CONFIG_DEFAULTS = {
   certName: "nats",
   tlsTimeoutSeconds: 2,
+  pingInterval: "2s",
+  pingMax: 2,
 } as const;
 
 /** Service discovery requests (nc.services PING/INFO/STATS), with and without service name and id. */
@@ -92,6 +94,12 @@ export function renderNatsConfig(policy: Pick<Policy, "file" | "exports" | "iden
   ];
   if (options.port !== undefined) lines.push(`port: ${options.port}`);
   if (options.monitorPort !== undefined) lines.push(`http: ${quote(`127.0.0.1:${options.monitorPort}`)}`);
+  lines.push(
+    "# Notice a frozen peer (client, server or cluster route) within seconds rather than the default",
+    "# two minutes: until then the queue group keeps routing requests to a dead server.",
+    `ping_interval: ${quote(NATS_CONFIG_DEFAULTS.pingInterval)}`,
+    `ping_max: ${NATS_CONFIG_DEFAULTS.pingMax}`,
+  );
   lines.push(
     "tls {",
     `  cert_file: ${quote(certPath(dir, certName))}`,

@@ -39,7 +39,7 @@ export interface ServerOptions {
 }
 
 export const DEFAULT_SERVER_OPTIONS: Readonly<ServerOptions> = {
-  drcEntries: 4096,
+  drcEntries: 16384,
   drcTtlMs: 120_000,
   maxHandlesPerExport: 4096,
   mknodTimeoutMs: 5_000,

@@ -155,6 +155,10 @@ export class FsService {
         this.connected = true;
         observer.connectionState(true, String(event.data));
         logger.info({ server: event.data }, "reconnected to nats-server");
+      } else if (event.type === Events.LDM) {
+        // The node is going away: move the subscriptions now, so no request is routed to it meanwhile.
+        logger.info({ server: nc.getServer() }, "nats-server entering lame duck mode: reconnecting elsewhere");
+        nc.reconnect().catch((err: unknown) => logger.warn({ err: (err as Error).message }, "reconnect after lame duck notice failed"));
       }
     }
   }
