@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { RequestStrategy, type NatsConnection } from "nats";
 import { ERRNO, FsError, RequestIds, SERVICE_NAME } from "../protocol/index.js";
 import { BusLink } from "./bus-link.js";
@@ -78,12 +79,23 @@ export async function mountExports(request: MountRequest): Promise<MountedExport
   return { vfs, link, clientId: ids.clientId, probe, unmount: () => kernel.unmount() };
 }
 
-/** Export names announced by the servers on the bus (NATS service discovery). */
-export async function discoverExports(nc: NatsConnection, waitMs = 2000): Promise<string[]> {
-  const found = new Set<string>();
-  const infos = await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: waitMs }).info(SERVICE_NAME);
-  for await (const info of infos) {
-    for (const name of (info.metadata?.exports ?? "").split(",")) if (name) found.add(name);
+/**
+ * Export names announced by the servers on the bus (NATS service discovery). Servers may still be
+ * starting (no responders yet): asks again until `patienceMs` has passed.
+ */
+export async function discoverExports(nc: NatsConnection, patienceMs = 10_000, roundMs = 1_000): Promise<string[]> {
+  const deadline = Date.now() + patienceMs;
+  for (;;) {
+    const found = new Set<string>();
+    try {
+      const infos = await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: roundMs }).info(SERVICE_NAME);
+      for await (const info of infos) {
+        for (const name of (info.metadata?.exports ?? "").split(",")) if (name) found.add(name);
+      }
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "503") throw err;
+    }
+    if (found.size > 0 || Date.now() >= deadline) return [...found].sort();
+    await sleep(roundMs);
   }
-  return [...found].sort();
 }

@@ -373,7 +373,11 @@ export class Vfs {
     return { rpc, path: slash === -1 ? "/" : path.slice(slash) };
   }
 
+  /** Route of a path an op changes: the mount root and new names in it are not the exports' to change. */
   private routeInExport(path: string): { rpc: Rpc; path: string } {
+    if (this.exportsAsFolders && path.lastIndexOf("/") === 0 && !this.exports.has(path.slice(1))) {
+      throw fsError("EPERM", "the mount root only holds the exports");
+    }
     const route = this.route(path);
     if ("root" in route) throw fsError("EPERM", "the mount root lists exports and cannot be changed");
     return route;
@@ -389,7 +393,7 @@ export class Vfs {
   private rootStat(): Stat {
     const now = this.mountedAt;
     return {
-      mode: constants.S_IFDIR | 0o755,
+      mode: constants.S_IFDIR | 0o555,
       uid: 0,
       gid: 0,
       size: 4096,
