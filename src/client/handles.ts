@@ -1,5 +1,6 @@
 import type { ServerHandle } from "../protocol/index.js";
 import type { Rpc } from "./rpc.js";
+import type { ReadAhead } from "./reader.js";
 import type { WriteBehind } from "./writer.js";
 
 /** What the client keeps for each handle it gave the kernel. */
@@ -12,6 +13,7 @@ export interface OpenFile {
   readonly flags: number;
   server: ServerHandle;
   writer?: WriteBehind;
+  reader?: ReadAhead;
   /** Set while the handle is being moved to another instance, so concurrent ops wait for one re-open. */
   remapping?: Promise<void>;
 }

@@ -23,6 +23,9 @@ export interface ClientOptions {
    */
   attrTimeoutS: number;
   entryTimeoutS: number;
+  /** Readahead (reader.ts): block size and how many blocks a sequential reader gets ahead at most. */
+  readAheadBlockBytes: number;
+  readAheadMaxBlocks: number;
   /** How long a missing extended attribute is remembered (see xattr-cache.ts). */
   missingXattrTtlMs: number;
 }
@@ -39,5 +42,7 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   writeBehindMaxBytes: 8 * 1024 * 1024,
   attrTimeoutS: 0,
   entryTimeoutS: 1,
+  readAheadBlockBytes: 128 * 1024,
+  readAheadMaxBlocks: 8,
   missingXattrTtlMs: 1_000,
 };

@@ -15,6 +15,7 @@ import { HandleTable, type OpenFile } from "./handles.js";
 import type { ClientObserver, FailoverReason } from "./observer.js";
 import type { ClientOptions } from "./options.js";
 import { InstanceGoneError, type Rpc } from "./rpc.js";
+import { ReadAhead } from "./reader.js";
 import { WriteBehind } from "./writer.js";
 import { MissingXattrCache } from "./xattr-cache.js";
 
@@ -139,6 +140,7 @@ export class Vfs {
 
   async truncate(path: string, size: number): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
+    this.dropReadAhead(rpc, p);
     await this.settleWrites(rpc, p);
     await rpc.call("truncate", { path: p, size });
   }
@@ -228,6 +230,17 @@ export class Vfs {
   async read(fh: number, length: number, offset: number): Promise<Uint8Array> {
     const file = this.file(fh);
     await this.settleWrites(file.rpc, file.path);
+    file.reader ??= new ReadAhead((at, want) => this.readThrough(file, at, want), {
+      blockBytes: Math.min(this.options.readAheadBlockBytes, file.rpc.maxDataBytes),
+      maxAheadBlocks: this.options.readAheadMaxBlocks,
+    });
+    const data = await file.reader.read(offset, length);
+    this.observer.bytesRead(data.length);
+    return data;
+  }
+
+  /** Reads a range from the server, in pieces that fit the bus; shorter only at the end of the file. */
+  private async readThrough(file: OpenFile, offset: number, length: number): Promise<Uint8Array> {
     const chunk = file.rpc.maxDataBytes;
     const parts: Uint8Array[] = [];
     let done = 0;
@@ -239,12 +252,12 @@ export class Vfs {
       done += part.length;
       if (part.length < want) break; // end of file
     }
-    this.observer.bytesRead(done);
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
   async write(fh: number, data: Buffer, offset: number): Promise<number> {
     const file = this.file(fh);
+    this.dropReadAhead(file.rpc, file.path);
     file.writer ??= new WriteBehind((at, chunk) => this.writeThrough(file, at, chunk), {
       maxInFlight: this.options.writeBehindMaxInFlight,
       maxBytes: this.options.writeBehindMaxBytes,
@@ -266,6 +279,7 @@ export class Vfs {
 
   async ftruncate(fh: number, size: number): Promise<void> {
     const file = this.file(fh);
+    this.dropReadAhead(file.rpc, file.path);
     await this.settleWrites(file.rpc, file.path);
     await this.onHandle(file, (server) => file.rpc.call("ftruncate", { handle: server.handle, size }, { instance: server.instance }));
   }
@@ -345,6 +359,11 @@ export class Vfs {
       // A server that lost the handle has nothing left to close; its absence is not the app's problem.
       await file.rpc.call(op, { handle: file.server.handle }, { instance: file.server.instance }).catch(() => undefined);
     }
+  }
+
+  /** Data read ahead for `path` is stale once this client changes the file through any handle. */
+  private dropReadAhead(rpc: Rpc, path: string): void {
+    for (const file of this.handles.withPath(rpc, path)) file.reader?.invalidate();
   }
 
   /** Makes queued writes to `path` visible before its size or contents are asked for. */
