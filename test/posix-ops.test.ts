@@ -58,6 +58,21 @@ describe("POSIX operations through the mount", { timeout: 240_000 }, () => {
     }
   });
 
+  it("fstat and reads of an open file go by its handle, even after another client removed its name", { timeout: 20_000 }, async () => {
+    await fs.writeFile(m("elsewhere.bin"), Buffer.alloc(5000, 3));
+    const file = await fs.open(m("elsewhere.bin"), "r");
+    try {
+      await fs.unlink(d("elsewhere.bin")); // as another client would: straight on the server's disk
+      const stats = await file.stat();
+      assert.equal(stats.size, 5000); // (nlink shows 1, not 0: fuse-native turns a 0 into 1)
+      const { bytesRead, buffer } = await file.read(Buffer.alloc(5000), 0, 5000, 0);
+      assert.equal(bytesRead, 5000);
+      assert.ok(buffer.equals(Buffer.alloc(5000, 3)));
+    } finally {
+      await file.close();
+    }
+  });
+
   it("access with F_OK, R_OK, W_OK, X_OK", { timeout: 20_000 }, async () => {
     await fs.writeFile(m("access.sh"), "#!/bin/sh\necho hi\n");
     await fs.chmod(m("access.sh"), 0o644);

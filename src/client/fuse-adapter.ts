@@ -135,8 +135,8 @@ export class KernelMount {
     const vfs = this.vfs;
     return {
       getattr: (path: string, cb: Cb) => this.answer("getattr", cb, vfs.getattr(path), (s) => [kernelStat(s)]),
-      // fuse-native routes fgetattr to getattr(path); this is never called with a handle.
-      fgetattr: (path: string, _fd: number, cb: Cb) => this.answer("getattr", cb, vfs.getattr(path), (s) => [kernelStat(s)]),
+      // Our fuse-native patch passes the handle (upstream calls getattr by path instead).
+      fgetattr: (path: string, fh: number, cb: Cb) => this.answer("fgetattr", cb, vfs.fgetattr(fh, path), (s) => [kernelStat(s)]),
       access: (path: string, mode: number, cb: Cb) => this.answer("access", cb, vfs.access(path, mode)),
       statfs: (path: string, cb: Cb) => this.answer("statfs", cb, vfs.statfs(path), (s) => [fitStatfs(s)]),
       readdir: (path: string, cb: Cb) => this.answer("readdir", cb, vfs.readdir(path), (names) => [names]),

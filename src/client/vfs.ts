@@ -53,11 +53,32 @@ export class Vfs {
 
   // ---- attributes and names ----
 
+  /**
+   * The kernel asks by path even for fstat(2). When the name is gone but this client holds the file
+   * open (another client unlinked it), the open handle still answers, as a local file system would.
+   */
   async getattr(path: string): Promise<Stat> {
     const route = this.route(path);
     if ("root" in route) return this.rootStat();
     await this.settleWrites(route.rpc, route.path);
-    return route.rpc.call("getattr", { path: route.path });
+    try {
+      return await route.rpc.call("getattr", { path: route.path });
+    } catch (err) {
+      const open = this.handles.withPath(route.rpc, route.path).find((f) => f.kind === "file");
+      if (!(err instanceof FsError) || err.errno !== ERRNO.ENOENT || !open) throw err;
+      return this.fgetattr(open.fh, path);
+    }
+  }
+
+  /**
+   * fstat(2) of an open file asks its handle, so a file another client unlinked or renamed still
+   * answers; a directory handle, or none, falls back to the path.
+   */
+  async fgetattr(fh: number, path: string): Promise<Stat> {
+    const file = this.handles.get(fh);
+    if (!file || file.kind !== "file") return this.getattr(path);
+    await file.writer?.settled();
+    return this.onHandle(file, (server) => file.rpc.call("fgetattr", { handle: server.handle }, { instance: server.instance }));
   }
 
   async access(path: string, mode: number): Promise<void> {
@@ -369,7 +390,7 @@ export class Vfs {
   /** Makes queued writes to `path` visible before its size or contents are asked for. */
   private async settleWrites(rpc: Rpc, path: string): Promise<void> {
     const writers = this.handles.withPath(rpc, path).flatMap((f) => (f.writer && !f.writer.idle ? [f.writer] : []));
-    if (writers.length > 0) await Promise.all(writers.map((w) => w.drain().catch(() => undefined)));
+    if (writers.length > 0) await Promise.all(writers.map((w) => w.settled()));
   }
 
   private file(fh: number): OpenFile {

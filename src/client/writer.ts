@@ -77,9 +77,14 @@ export class WriteBehind {
 
   /** Waits for every queued write; throws the first error not yet reported. */
   async drain(): Promise<void> {
+    await this.settled();
+    this.throwFailure();
+  }
+
+  /** Waits for every queued write, keeping any error for the next write, flush, fsync or close. */
+  async settled(): Promise<void> {
     await this.admission;
     while (this.pending.size > 0) await Promise.all([...this.pending].map((w) => w.done));
-    this.throwFailure();
   }
 
   private settle(write: PendingWrite): void {
