@@ -91,16 +91,22 @@ function writeKeyAndCert(dir: string, name: string, keyPem: string, certPem: str
   writeFileSync(certPath(dir, name), certPem, { mode: 0o644 });
 }
 
+/** A certificate for `publicKey` with a random serial and the validity `options` ask for. */
+function newCertificate(publicKey: forge.pki.PublicKey, options: Validity, defaultDays: number): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKey;
+  cert.serialNumber = randomSerial();
+  const { notBefore, notAfter } = validity(options, defaultDays);
+  cert.validity.notBefore = notBefore;
+  cert.validity.notAfter = notAfter;
+  return cert;
+}
+
 /** Creates the deployment's CA: <dir>/ca.pem and <dir>/ca.key (0600). */
 export function initCa(dir: string, options: InitCaOptions = {}): CertSummary {
   refuseOverwrite([certPath(dir, CA_NAME), keyPath(dir, CA_NAME)], options.force, "CA (every issued certificate becomes useless)");
   const keys = generateKeyPair();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = randomSerial();
-  const { notBefore, notAfter } = validity(options, PKI_DEFAULTS.caDays);
-  cert.validity.notBefore = notBefore;
-  cert.validity.notAfter = notAfter;
+  const cert = newCertificate(keys.publicKey, options, PKI_DEFAULTS.caDays);
   const subject = [{ name: "commonName", value: "natsfs CA" }];
   cert.setSubject(subject);
   cert.setIssuer(subject);
@@ -143,12 +149,7 @@ export function issue(dir: string, name: string, hosts: readonly string[] = [], 
   refuseOverwrite([certPath(dir, name), keyPath(dir, name)], options.force, `certificate of ${name}`);
   const ca = loadCa(dir);
   const keys = generateKeyPair();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = randomSerial();
-  const { notBefore, notAfter } = validity(options, PKI_DEFAULTS.leafDays);
-  cert.validity.notBefore = notBefore;
-  cert.validity.notAfter = notAfter;
+  const cert = newCertificate(keys.publicKey, options, PKI_DEFAULTS.leafDays);
   cert.setSubject([{ name: "commonName", value: name }]);
   cert.setIssuer(ca.cert.subject.attributes);
   cert.setExtensions([
