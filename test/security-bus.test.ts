@@ -5,7 +5,7 @@ import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { connect, Events, type NatsConnection, type NatsError } from "nats";
+import { connect, Events, RequestStrategy, type NatsConnection, type NatsError } from "nats";
 import { connectBus } from "../src/cli/connect.js";
 import { explainConnectError, initCa, issue, parsePolicy, renderNatsConfig, tlsConnectOptions } from "../src/security/index.js";
 import { startNatsServer, type NatsServer } from "./helpers/nats.js";
@@ -145,7 +145,7 @@ describe("bus security with a rendered nats-server config", () => {
     const reply = await alice.request("natsfs.home.alice.getattr", new Uint8Array(), { timeout: 2000 });
     assert.equal(new TextDecoder().decode(reply.data), "pong");
     const found = [];
-    for await (const identity of await alice.services.client({ maxWait: 1000 }).ping("natsfs")) found.push(identity.id);
+    for await (const identity of await alice.services.client({ strategy: RequestStrategy.Timer, maxWait: 1000 }).ping("natsfs")) found.push(identity.id);
     assert.deepEqual(found, [service.info().id]);
     assert.equal(await requestCode(fileserver, "natsfs.home.alice.getattr"), "PERMISSIONS_VIOLATION");
     await service.stop();

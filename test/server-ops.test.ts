@@ -162,7 +162,7 @@ describe("server ops over NATS", () => {
     let offset: number | undefined = 0;
     let pages = 0;
     while (offset !== undefined) {
-      const page = await ok(callOn(dir, "readdir", { offset }));
+      const page: { names: string[]; next?: number } = await ok(callOn(dir, "readdir", { offset }));
       names.push(...page.names);
       offset = page.next;
       pages += 1;
@@ -362,7 +362,7 @@ describe("requests that must be refused", () => {
     await fails(call("getattr", { path: 42 } as never), "EINVAL");
     await fails(call("read", { handle: "1", offset: 0, length: 1 } as never), "EINVAL");
     await fails(call("write", { handle: 1, offset: 0, data: "text" } as never, { instance: server.instance }), "EINVAL");
-    const unknownOp = decodeReply((await nc.request("natsfs.home.alice.format", encodeRequest({ id: "x:1", args: {} }), { timeout: 5000 })).data);
+    const unknownOp = decodeReply((await nc.request("natsfs.home.alice.format", encodeRequest({ id: "x:1", args: {} } as never), { timeout: 5000 })).data);
     assert.equal(errnoName(unknownOp.errno), "ENOSYS");
     nc.publish(subject, randomBytes(10)); // no reply subject: ignored
     await ok(call("getattr", { path: "/" }));

@@ -11,7 +11,6 @@ import { HandleTable, pathAfterRename, type OpenFile } from "../src/client/handl
 import { alreadyDoneErrno, backoffDelay, classifyAttemptError } from "../src/client/retry.js";
 import type { Rpc } from "../src/client/rpc.js";
 import { WriteBehind } from "../src/client/writer.js";
-import { MissingXattrCache } from "../src/client/xattr-cache.js";
 
 /** Lets every queued promise callback run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -374,46 +373,6 @@ describe("WriteBehind", () => {
     fake.calls[1]!.resolve();
     await drained.promise;
     assert.equal(writer.idle, true);
-  });
-});
-
-describe("MissingXattrCache", () => {
-  it("remembers a missing attribute for the TTL of an injected clock", () => {
-    let now = 1_000;
-    const cache = new MissingXattrCache(500, 100, () => now);
-    assert.equal(cache.isMissing("/f", "security.capability"), false);
-    cache.rememberMissing("/f", "security.capability");
-    assert.equal(cache.isMissing("/f", "security.capability"), true);
-    assert.equal(cache.isMissing("/f", "user.other"), false);
-    assert.equal(cache.isMissing("/g", "security.capability"), false);
-    now = 1_499;
-    assert.equal(cache.isMissing("/f", "security.capability"), true);
-    now = 1_500;
-    assert.equal(cache.isMissing("/f", "security.capability"), false);
-    now = 1_000;
-    assert.equal(cache.isMissing("/f", "security.capability"), false, "an expired entry is gone");
-  });
-
-  it("forgets a path and everything below it, but not paths sharing a prefix", () => {
-    const cache = new MissingXattrCache(60_000, 100, () => 0);
-    for (const path of ["/d", "/d/x", "/d/x/y", "/dx", "/e"]) cache.rememberMissing(path, "user.a");
-    cache.forget("/d");
-    assert.deepEqual(
-      ["/d", "/d/x", "/d/x/y", "/dx", "/e"].map((path) => cache.isMissing(path, "user.a")),
-      [false, false, false, true, true],
-    );
-  });
-
-  it("keeps at most maxEntries, dropping the oldest", () => {
-    const cache = new MissingXattrCache(60_000, 3, () => 0);
-    for (const path of ["/1", "/2", "/3", "/4"]) cache.rememberMissing(path, "n");
-    assert.deepEqual(
-      ["/1", "/2", "/3", "/4"].map((path) => cache.isMissing(path, "n")),
-      [false, true, true, true],
-    );
-    for (let i = 0; i < 1000; i++) cache.rememberMissing(`/many/${i}`, "n");
-    const remembered = Array.from({ length: 1000 }, (_, i) => cache.isMissing(`/many/${i}`, "n")).filter(Boolean).length;
-    assert.equal(remembered, 3);
   });
 });
 

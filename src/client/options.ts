@@ -26,8 +26,6 @@ export interface ClientOptions {
   /** Readahead (reader.ts): block size and how many blocks a sequential reader gets ahead at most. */
   readAheadBlockBytes: number;
   readAheadMaxBlocks: number;
-  /** How long a missing extended attribute is remembered (see xattr-cache.ts). */
-  missingXattrTtlMs: number;
 }
 
 export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
@@ -44,5 +42,4 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   entryTimeoutS: 1,
   readAheadBlockBytes: 128 * 1024,
   readAheadMaxBlocks: 8,
-  missingXattrTtlMs: 1_000,
 };

@@ -5,6 +5,7 @@ import {
   fsError,
   opensForWrite,
   reopenFlags,
+  XATTR_NAMESPACE,
   type DirPage,
   type Owner,
   type ServerHandle,
@@ -17,7 +18,6 @@ import type { ClientOptions } from "./options.js";
 import { InstanceGoneError, type Rpc } from "./rpc.js";
 import { ReadAhead } from "./reader.js";
 import { WriteBehind } from "./writer.js";
-import { MissingXattrCache } from "./xattr-cache.js";
 
 type Route = { rpc: Rpc; path: string } | { root: true };
 
@@ -33,7 +33,6 @@ export class Vfs {
   private readonly handles = new HandleTable();
   private readonly exports: Map<string, Rpc>;
   private readonly mountedAt = Date.now();
-  private readonly missingXattrs: MissingXattrCache;
 
   constructor(
     rpcs: readonly Rpc[],
@@ -44,7 +43,6 @@ export class Vfs {
     if (rpcs.length === 0) throw new Error("nothing to mount");
     if (rpcs.length > 1 && !exportsAsFolders) throw new Error("several exports need exportsAsFolders");
     this.exports = new Map(rpcs.map((rpc) => [rpc.exportName, rpc]));
-    this.missingXattrs = new MissingXattrCache(options.missingXattrTtlMs);
   }
 
   get openHandleCount(): number {
@@ -110,7 +108,6 @@ export class Vfs {
 
   async unlink(path: string): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    this.missingXattrs.forget(path);
     await rpc.call("unlink", { path: p });
   }
 
@@ -126,8 +123,6 @@ export class Vfs {
 
   async rename(from: string, to: string): Promise<void> {
     const [source, target] = this.routePair(from, to);
-    this.missingXattrs.forget(from);
-    this.missingXattrs.forget(to);
     await source.rpc.call("rename", { from: source.path, to: target.path });
     this.handles.renamed(source.rpc, source.path, target.path);
   }
@@ -168,19 +163,17 @@ export class Vfs {
 
   async setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    this.missingXattrs.forget(path);
     await rpc.call("setxattr", { path: p, name, value, flags });
   }
 
+  /**
+   * Names outside the served namespace are answered here: the kernel asks for security.capability
+   * before every write(2), and the answer is always "no such attribute".
+   */
   async getxattr(path: string, name: string): Promise<Uint8Array> {
     const route = this.route(path);
-    if ("root" in route || this.missingXattrs.isMissing(path, name)) throw fsError("ENODATA", `getxattr ${name} on ${path}`);
-    try {
-      return await route.rpc.call("getxattr", { path: route.path, name });
-    } catch (err) {
-      if (err instanceof FsError && err.errno === ERRNO.ENODATA) this.missingXattrs.rememberMissing(path, name);
-      throw err;
-    }
+    if ("root" in route || !name.startsWith(XATTR_NAMESPACE)) throw fsError("ENODATA", `getxattr ${name} on ${path}`);
+    return route.rpc.call("getxattr", { path: route.path, name });
   }
 
   async listxattr(path: string): Promise<string[]> {
@@ -191,7 +184,6 @@ export class Vfs {
 
   async removexattr(path: string, name: string): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    this.missingXattrs.forget(path);
     await rpc.call("removexattr", { path: p, name });
   }
 

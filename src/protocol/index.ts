@@ -19,6 +19,7 @@ export {
   MAX_DATA_BYTES,
   NAME_MAX,
   PATH_MAX,
+  XATTR_NAMESPACE,
   type DirPage,
   type OpArgs,
   type Owner,

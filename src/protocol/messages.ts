@@ -108,6 +108,12 @@ export interface Reply<R = unknown> {
  */
 export const MAX_DATA_BYTES = 512 * 1024;
 
+/**
+ * The only extended attribute namespace served: a root server must not let clients read or plant
+ * security.*, trusted.* or system.* attributes. Other names do not exist as far as a client can tell.
+ */
+export const XATTR_NAMESPACE = "user.";
+
 /** Linux limits the server enforces on every path it is given. */
 export const NAME_MAX = 255;
 export const PATH_MAX = 4096;

@@ -36,6 +36,7 @@ import {
   FsError,
   NAME_MAX,
   PATH_MAX,
+  XATTR_NAMESPACE,
   errnoOf,
   opensForWrite,
   type OpArgs,
@@ -77,7 +78,6 @@ const XATTR_REPLACE = 2;
  * Only the user namespace is served: trusted.* and security.* (file capabilities!) set by a
  * client through a root server would grant privileges on the server's own disk.
  */
-const XATTR_NAMESPACE = "user.";
 const XATTR_NAME_MAX = 255;
 
 function toStat(s: Stats): Stat {
