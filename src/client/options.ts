@@ -23,6 +23,8 @@ export interface ClientOptions {
    */
   attrTimeoutS: number;
   entryTimeoutS: number;
+  /** How long directory attributes are reused (see dir-attrs.ts). */
+  dirAttrTtlMs: number;
   /** Readahead (reader.ts): block size and how many blocks a sequential reader gets ahead at most. */
   readAheadBlockBytes: number;
   readAheadMaxBlocks: number;
@@ -40,6 +42,7 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   writeBehindMaxBytes: 8 * 1024 * 1024,
   attrTimeoutS: 0,
   entryTimeoutS: 1,
+  dirAttrTtlMs: 1_000,
   readAheadBlockBytes: 128 * 1024,
   readAheadMaxBlocks: 8,
 };

@@ -12,6 +12,7 @@ import {
   type Stat,
   type StatFs,
 } from "../protocol/index.js";
+import { DirAttrCache } from "./dir-attrs.js";
 import { HandleTable, type OpenFile } from "./handles.js";
 import type { ClientObserver, FailoverReason } from "./observer.js";
 import type { ClientOptions } from "./options.js";
@@ -33,6 +34,7 @@ export class Vfs {
   private readonly handles = new HandleTable();
   private readonly exports: Map<string, Rpc>;
   private readonly mountedAt = Date.now();
+  private readonly dirAttrs: DirAttrCache;
 
   constructor(
     rpcs: readonly Rpc[],
@@ -43,6 +45,7 @@ export class Vfs {
     if (rpcs.length === 0) throw new Error("nothing to mount");
     if (rpcs.length > 1 && !exportsAsFolders) throw new Error("several exports need exportsAsFolders");
     this.exports = new Map(rpcs.map((rpc) => [rpc.exportName, rpc]));
+    this.dirAttrs = new DirAttrCache(options.dirAttrTtlMs);
   }
 
   get openHandleCount(): number {
@@ -58,9 +61,13 @@ export class Vfs {
   async getattr(path: string): Promise<Stat> {
     const route = this.route(path);
     if ("root" in route) return this.rootStat();
+    const cached = this.dirAttrs.get(path);
+    if (cached) return cached;
     await this.settleWrites(route.rpc, route.path);
     try {
-      return await route.rpc.call("getattr", { path: route.path });
+      const stat = await route.rpc.call("getattr", { path: route.path });
+      this.dirAttrs.offer(path, stat);
+      return stat;
     } catch (err) {
       const open = this.handles.withPath(route.rpc, route.path).find((f) => f.kind === "file");
       if (!(err instanceof FsError) || err.errno !== ERRNO.ENOENT || !open) throw err;
@@ -98,48 +105,48 @@ export class Vfs {
 
   async mkdir(path: string, mode: number, owner?: Owner): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("mkdir", { path: p, mode, owner });
+    await this.changing([path], () => rpc.call("mkdir", { path: p, mode, owner }));
   }
 
   async rmdir(path: string): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("rmdir", { path: p });
+    await this.changing([path], () => rpc.call("rmdir", { path: p }));
   }
 
   async unlink(path: string): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("unlink", { path: p });
+    await this.changing([path], () => rpc.call("unlink", { path: p }));
   }
 
   async symlink(target: string, path: string, owner?: Owner): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("symlink", { target, path: p, owner });
+    await this.changing([path], () => rpc.call("symlink", { target, path: p, owner }));
   }
 
   async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("mknod", { path: p, mode, rdev, owner });
+    await this.changing([path], () => rpc.call("mknod", { path: p, mode, rdev, owner }));
   }
 
   async rename(from: string, to: string): Promise<void> {
     const [source, target] = this.routePair(from, to);
-    await source.rpc.call("rename", { from: source.path, to: target.path });
+    await this.changing([from, to], () => source.rpc.call("rename", { from: source.path, to: target.path }));
     this.handles.renamed(source.rpc, source.path, target.path);
   }
 
   async link(from: string, to: string): Promise<void> {
     const [source, target] = this.routePair(from, to);
-    await source.rpc.call("link", { from: source.path, to: target.path });
+    await this.changing([to], () => source.rpc.call("link", { from: source.path, to: target.path }));
   }
 
   async chmod(path: string, mode: number): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("chmod", { path: p, mode });
+    await this.changing([path], () => rpc.call("chmod", { path: p, mode }));
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("chown", { path: p, uid, gid });
+    await this.changing([path], () => rpc.call("chown", { path: p, uid, gid }));
   }
 
   /** Times in ms; a negative time means "leave unchanged" (UTIME_OMIT). */
@@ -151,7 +158,7 @@ export class Vfs {
       if (mtimeMs < 0) mtimeMs = current.mtimeMs;
     }
     await this.settleWrites(rpc, p);
-    await rpc.call("utimens", { path: p, atimeMs, mtimeMs });
+    await this.changing([path], () => rpc.call("utimens", { path: p, atimeMs, mtimeMs }));
   }
 
   async truncate(path: string, size: number): Promise<void> {
@@ -163,7 +170,7 @@ export class Vfs {
 
   async setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("setxattr", { path: p, name, value, flags });
+    await this.changing([path], () => rpc.call("setxattr", { path: p, name, value, flags }));
   }
 
   /**
@@ -184,7 +191,7 @@ export class Vfs {
 
   async removexattr(path: string, name: string): Promise<void> {
     const { rpc, path: p } = this.routeInExport(path);
-    await rpc.call("removexattr", { path: p, name });
+    await this.changing([path], () => rpc.call("removexattr", { path: p, name }));
   }
 
   // ---- directories ----
@@ -232,7 +239,7 @@ export class Vfs {
     const flags = constants.O_RDWR;
     let server: ServerHandle;
     try {
-      server = await rpc.call("create", { path: p, flags: flags | constants.O_CREAT | constants.O_EXCL, mode: mode & 0o7777, owner });
+      server = await this.changing([path], () => rpc.call("create", { path: p, flags: flags | constants.O_CREAT | constants.O_EXCL, mode: mode & 0o7777, owner }));
     } catch (err) {
       if (!(err instanceof FsError) || err.errno !== ERRNO.EEXIST) throw err;
       server = await rpc.call("openw", { path: p, flags });
@@ -299,6 +306,15 @@ export class Vfs {
 
   async release(fh: number): Promise<void> {
     await this.close(fh, "release");
+  }
+
+  /** Runs a change to `paths` and drops the directory attributes it makes stale, whatever the outcome. */
+  private async changing<T>(paths: string[], change: () => Promise<T>): Promise<T> {
+    try {
+      return await change();
+    } finally {
+      for (const path of paths) this.dirAttrs.changed(path);
+    }
   }
 
   // ---- handle remapping ----
@@ -369,8 +385,9 @@ export class Vfs {
     } finally {
       this.handles.remove(fh);
       this.observer.openHandles(this.handles.size);
-      // A server that lost the handle has nothing left to close; its absence is not the app's problem.
-      await file.rpc.call(op, { handle: file.server.handle }, { instance: file.server.instance }).catch(() => undefined);
+      // The kernel ignores release's answer and the data is already written: the server closes its
+      // handle in the background. One that lost the handle has nothing left to close.
+      void file.rpc.call(op, { handle: file.server.handle }, { instance: file.server.instance }).catch(() => undefined);
     }
   }
 
