@@ -73,6 +73,14 @@ describe("POSIX operations through the mount", { timeout: 240_000 }, () => {
     }
   });
 
+  it("appends larger than one kernel write land whole and in order", { timeout: 30_000 }, async () => {
+    const pieces = [300_000, 1, 131_072, 700_000].map((size, i) => Buffer.alloc(size, 65 + i));
+    for (const piece of pieces) await fs.appendFile(m("appended.bin"), piece);
+    const expected = Buffer.concat(pieces);
+    assert.ok((await fs.readFile(d("appended.bin"))).equals(expected), "the server's copy");
+    assert.ok((await fs.readFile(m("appended.bin"))).equals(expected), "read back through the mount");
+  });
+
   it("access with F_OK, R_OK, W_OK, X_OK", { timeout: 20_000 }, async () => {
     await fs.writeFile(m("access.sh"), "#!/bin/sh\necho hi\n");
     await fs.chmod(m("access.sh"), 0o644);

@@ -94,7 +94,7 @@ describe("classifyAttemptError", () => {
 });
 
 describe("alreadyDoneErrno", () => {
-  it("names the errno of a repeated effect for every non-idempotent op except create and write", () => {
+  it("names the errno of a repeated effect for every non-idempotent op except create", () => {
     assert.equal(alreadyDoneErrno("unlink"), ERRNO.ENOENT);
     assert.equal(alreadyDoneErrno("rmdir"), ERRNO.ENOENT);
     assert.equal(alreadyDoneErrno("rename"), ERRNO.ENOENT);
@@ -102,11 +102,9 @@ describe("alreadyDoneErrno", () => {
     for (const op of ["mkdir", "symlink", "link", "mknod"] as const) assert.equal(alreadyDoneErrno(op), ERRNO.EEXIST, op);
     // create returns a new handle: an EEXIST there cannot be turned into success.
     assert.equal(alreadyDoneErrno("create"), undefined);
-    // write is only non-idempotent on O_APPEND handles, and no errno says it already happened.
-    assert.equal(alreadyDoneErrno("write"), undefined);
     for (const op of OP_NAMES) {
       if (OPS[op].idempotent) assert.equal(alreadyDoneErrno(op), undefined, op);
-      else if (op !== "create" && op !== "write") assert.notEqual(alreadyDoneErrno(op), undefined, op);
+      else if (op !== "create") assert.notEqual(alreadyDoneErrno(op), undefined, op);
     }
   });
 });

@@ -34,8 +34,7 @@ export const OPS = {
   // open for writing, create and the ops below change data or metadata
   openw: op(true, true, false),
   create: op(true, false, false),
-  // On an O_APPEND handle a repeated write appends twice: retries are answered from the duplicate-request cache.
-  write: op(true, false, true),
+  write: op(true, true, true),
   fsync: op(true, true, true),
   ftruncate: op(true, true, true),
   truncate: op(true, true, false),

@@ -444,7 +444,7 @@ export class ExportFs {
     return buffer.subarray(0, filled);
   }
 
-  /** pwrite at `offset`; on an O_APPEND handle Linux appends whatever the offset, like a local write. */
+  /** pwrite at `offset` (handles never have O_APPEND: see CLIENT_OPEN_FLAGS). */
   private write(handle: number, offset: number, data: Uint8Array, context: CallContext): Promise<number> {
     return this.withFd(handle, context, (fd) => this.writeAt(fd, offset, data));
   }
