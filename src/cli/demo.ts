@@ -229,6 +229,8 @@ Press Ctrl-C to unmount and stop everything.
 }
 
 async function runDemo(options: DemoOptions): Promise<void> {
+  // Ctrl-C also ends a `| tee` the demo may print into: a closed stdout must not stop the clean-up.
+  process.stdout.on("error", () => undefined);
   const dir = resolve(options.dir);
   const exportDir = join(dir, "export");
   const mountpoint = join(dir, "mnt");
