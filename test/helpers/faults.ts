@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
+import { NATS_CONFIG_DEFAULTS } from "../../src/security/index.js";
 import { fetchMetrics, sha256File, sumCounter } from "../fixtures/posix-common.js";
 import { CLI, isFuseMounted, removeUnlessMounted, run, stopProcess, unmount } from "./mount.js";
 import { freePort } from "./ports.js";
@@ -223,7 +224,8 @@ export async function nodeConnections(node: NatsNode): Promise<Array<{ name?: st
 
 /**
  * Three clustered nats-server nodes on 127.0.0.1, each routing to the other two, with the minimum lame
- * duck duration nats-server accepts (nats-facts.md). Resolves once every node sees both routes.
+ * duck duration nats-server accepts (nats-facts.md) and the ping settings `natsfs nats-config` renders,
+ * so a frozen node's routes are dropped within seconds. Resolves once every node sees both routes.
  */
 export async function startCluster(rig: Rig, size = 3): Promise<NatsNode[]> {
   const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort(), monitor: await freePort() })));
@@ -233,6 +235,8 @@ export async function startCluster(rig: Rig, size = 3): Promise<NatsNode[]> {
     const config = [
       `lame_duck_duration: "30s"`,
       `lame_duck_grace_period: "1s"`,
+      `ping_interval: "${NATS_CONFIG_DEFAULTS.pingInterval}"`,
+      `ping_max: ${NATS_CONFIG_DEFAULTS.pingMax}`,
       `cluster { name: c, host: 127.0.0.1, listen: 127.0.0.1:${p.cluster}, routes: [${routes.join(", ")}] }`,
     ].join("\n");
     nodes.push(await startNatsNode(rig, { name: `node${i + 1}`, port: p.client, monitorPort: p.monitor, config }));
