@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { walkTree } from "./fixtures/posix-common.js";
-import { Rig, startFaultMount, startFsServer, startNatsNode, startWorker, type FaultMount, type FsServer, type Worker } from "./helpers/faults.js";
+import { startSimpleRig, startWorker, type FaultMount, type FsServer, type Rig, type Worker } from "./helpers/faults.js";
 
 const RESTARTS = 20;
 const SEED = Number(process.env.NATSFS_FAULT_SEED ?? "20240611");
@@ -155,14 +155,11 @@ describe("20 server kill/restarts during a mixed workload", { timeout: 300_000 }
   let mount: FaultMount;
 
   before(async () => {
-    rig = new Rig();
-    const nats = await startNatsNode(rig);
-    server = await startFsServer(rig, [nats.url]);
-    mount = await startFaultMount(rig, [nats.url], rig.newMountpoint());
+    ({ rig, server, mount } = await startSimpleRig());
   });
 
   after(async () => {
-    await rig.teardown();
+    await rig?.teardown();
   });
 
   it(`ends with exactly the expected tree (seed ${SEED})`, async () => {

@@ -13,13 +13,11 @@ import { sha256File } from "./fixtures/posix-common.js";
 import { run } from "./helpers/mount.js";
 import {
   MiB,
-  Rig,
+  type Rig,
+  startSimpleRig,
   copyAcrossFault,
   copyProblems,
   reportRecovery,
-  startFaultMount,
-  startFsServer,
-  startNatsNode,
   startWorker,
   waitUntil,
   writeRandomFile,
@@ -36,14 +34,11 @@ describe("server kill -9 and restart on the same export", { timeout: 300_000 }, 
   let mount: FaultMount;
 
   before(async () => {
-    rig = new Rig();
-    const nats = await startNatsNode(rig);
-    server = await startFsServer(rig, [nats.url]);
-    mount = await startFaultMount(rig, [nats.url], rig.newMountpoint());
+    ({ rig, server, mount } = await startSimpleRig());
   });
 
   after(async () => {
-    await rig.teardown();
+    await rig?.teardown();
   });
 
   /** kill -9, a pause, a fresh server process on the same export directory. */

@@ -559,3 +559,17 @@ export async function reportRecovery(label: string, check: CopyCheck, mount: Fau
   const counters = await mount.faultCounters().catch((err: unknown) => `(metrics unavailable: ${(err as Error).message})`);
   process.stderr.write(`${label}: copies done ${(check.recoveryMs / 1000).toFixed(1)} s after the fault\n${counters}\n`);
 }
+
+/** The shape most fault suites start from: one nats-server node, one server and one mount. */
+export async function startSimpleRig(): Promise<{ rig: Rig; server: FsServer; mount: FaultMount }> {
+  const rig = new Rig();
+  try {
+    const nats = await startNatsNode(rig);
+    const server = await startFsServer(rig, [nats.url]);
+    const mount = await startFaultMount(rig, [nats.url], rig.newMountpoint());
+    return { rig, server, mount };
+  } catch (err) {
+    await rig.teardown();
+    throw err;
+  }
+}
