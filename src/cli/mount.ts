@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { discoverExports, mountExports } from "../client/index.js";
 import { createClientMetrics, observeCertificateExpiry } from "../metrics/index.js";
-import { assertToken } from "../protocol/index.js";
+import { assertToken, randomId } from "../protocol/index.js";
 import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
 
@@ -72,7 +72,8 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
   try {
     const exports = flags.all ? await discoverExports(nc) : flags.export!;
     if (exports.length === 0) throw new Error("no server announces any export on this bus");
-    const metrics = createClientMetrics({ exportNames: exports, identity, version: VERSION });
+    const clientId = randomId();
+    const metrics = createClientMetrics({ exportNames: exports, identity, version: VERSION, instance: clientId });
     if (flags.pki !== undefined && !flags.insecure) {
       observeCertificateExpiry(metrics.registry, identity, readFileSync(resolve(flags.pki, `${identity}.pem`)));
     }
@@ -81,6 +82,7 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
       identity,
       exports,
       mountpoint,
+      clientId,
       observer: metrics.observer,
       options: { softTimeoutMs: flags.softTimeout === undefined ? undefined : flags.softTimeout * 1000 },
       onUnexpectedError: (op, err) => process.stderr.write(`natsfs mount: unexpected error in ${op}: ${(err as Error).stack ?? String(err)}\n`),
@@ -89,7 +91,7 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
       flags,
       metrics.registry,
       () => mounted.probe(),
-      () => ({ ...metrics.snapshot(), openHandles: mounted.vfs.openHandleCount, natsServer: mounted.link.server ?? null, clientId: mounted.clientId }),
+      () => ({ ...metrics.snapshot(), openHandles: mounted.vfs.openHandleCount, natsServer: mounted.link.server ?? null }),
     );
     const mode = flags.softTimeout === undefined ? "hard" : `soft, ${flags.softTimeout} s`;
     process.stderr.write(

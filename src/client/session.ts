@@ -17,12 +17,13 @@ export interface MountRequest {
   observer?: ClientObserver;
   options?: Partial<ClientOptions>;
   onUnexpectedError?: (op: string, err: unknown) => void;
+  /** Prefix of this client's request ids (random when not given). */
+  clientId?: string;
 }
 
 export interface MountedExports {
   readonly vfs: Vfs;
   readonly link: BusLink;
-  readonly clientId: string;
   /** Whether every export answers a getattr of its root within a couple of seconds. */
   probe(): Promise<{ ready: boolean; reason?: string }>;
   unmount(): Promise<void>;
@@ -36,7 +37,7 @@ export async function mountExports(request: MountRequest): Promise<MountedExport
   const observer = request.observer ?? NULL_CLIENT_OBSERVER;
   const options = { ...DEFAULT_CLIENT_OPTIONS, ...request.options };
   const link = new BusLink(request.nc, observer);
-  const ids = new RequestIds();
+  const ids = new RequestIds(request.clientId);
   const rpcs = request.exports.map((name) => new Rpc(request.nc, link, name, request.identity, ids, observer, options));
   const probes = (softTimeoutMs: number) =>
     request.exports.map(
@@ -76,7 +77,7 @@ export async function mountExports(request: MountRequest): Promise<MountedExport
     }
     return { ready: true };
   };
-  return { vfs, link, clientId: ids.clientId, probe, unmount: () => kernel.unmount() };
+  return { vfs, link, probe, unmount: () => kernel.unmount() };
 }
 
 /**
