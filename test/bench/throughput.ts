@@ -1,9 +1,12 @@
 // Sequential throughput and metadata rates through a natsfs mount (plain and mutual TLS), next to
-// the same work on the exported directory itself. Prints BENCH lines for scripts/run-bench.sh.
-import { execFileSync } from "node:child_process";
-import { promises as fs } from "node:fs";
+// the same work on the exported directory itself and, when sshfs and sshd are installed, through
+// sshfs over loopback. Prints BENCH lines for scripts/run-bench.sh.
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, promises as fs } from "node:fs";
 import { join } from "node:path";
-import { startStack } from "../helpers/mount.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { run, startStack, unmount } from "../helpers/mount.js";
+import { freePort } from "../helpers/ports.js";
 
 const FILE_MB = Number(process.env.NATSFS_BENCH_MB ?? "256");
 const SMALL_FILES = Number(process.env.NATSFS_BENCH_FILES ?? "1000");
@@ -48,13 +51,52 @@ async function measure(label: string, dir: string, source: string): Promise<void
   report(`${label}: unlink`, SMALL_FILES / ((performance.now() - started) / 1000), "files/s");
 }
 
+/**
+ * sshfs against a private sshd on 127.0.0.1 (its own host key, client key and config below `root`),
+ * with sshfs's usual caching; undefined when either is not installed.
+ */
+async function withSshfs(root: string, exportDir: string, work: (mountpoint: string) => Promise<void>): Promise<void> {
+  const dir = join(root, "sshfs");
+  if (!existsSync("/usr/sbin/sshd") || !existsSync("/usr/bin/sshfs")) {
+    console.log("bench: sshfs or sshd not installed (apt-get install sshfs openssh-server): no sshfs comparison");
+    return;
+  }
+  const port = await freePort();
+  await fs.mkdir(dir);
+  await fs.mkdir("/run/sshd", { recursive: true });
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "client_key")]);
+  await fs.copyFile(join(dir, "client_key.pub"), join(dir, "authorized_keys"));
+  await fs.writeFile(
+    join(dir, "sshd_config"),
+    [`ListenAddress 127.0.0.1:${port}`, `HostKey ${join(dir, "host_key")}`, `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+      "PermitRootLogin prohibit-password", "PasswordAuthentication no", "StrictModes no", "Subsystem sftp internal-sftp", `PidFile ${join(dir, "sshd.pid")}`].join("\n"),
+  );
+  const sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config")], { stdio: "ignore" });
+  const mountpoint = join(dir, "mnt");
+  await fs.mkdir(mountpoint);
+  try {
+    await sleep(500);
+    const mounted = await run("sshfs", ["-p", String(port), "-o", `IdentityFile=${join(dir, "client_key")},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null`,
+      `root@127.0.0.1:${exportDir}`, mountpoint], { timeoutMs: 20_000 });
+    if (mounted.code !== 0) throw new Error(`sshfs: ${mounted.stderr}`);
+    await work(mountpoint);
+  } finally {
+    await unmount(mountpoint).catch(() => undefined);
+    sshd.kill();
+  }
+}
+
 const source = join(process.env.TMPDIR ?? "/tmp", `natsfs-bench-source-${process.pid}`);
 execFileSync("dd", ["if=/dev/urandom", `of=${source}`, "bs=1M", `count=${FILE_MB}`], { stdio: "ignore" });
 try {
   for (const insecure of [true, false]) {
     const stack = await startStack({ insecure });
     try {
-      if (insecure) await measure("local disk (the export itself)", stack.exportDir, source);
+      if (insecure) {
+        await measure("local disk (the export itself)", stack.exportDir, source);
+        await withSshfs(stack.root, stack.exportDir, (mountpoint) => measure("sshfs over loopback", mountpoint, source));
+      }
       await measure(insecure ? "natsfs, plain NATS" : "natsfs, mutual TLS", stack.mountpoint, source);
     } finally {
       await stack.teardown();
