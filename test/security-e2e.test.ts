@@ -150,6 +150,13 @@ describe("security end to end over mutual TLS with a policy", () => {
       assert.equal(await readFile(m("dir/inner.txt"), "utf8"), "inner\n");
       assert.equal(await readlink(m("link")), "file.txt");
       assert.equal((await getAttribute(m("file.txt"), "user.tag")).toString(), "tagged");
+      // fsync of a read-only descriptor is legal and must not ask for a write permission.
+      const readOnly = await open(m("file.txt"), "r");
+      try {
+        await readOnly.sync();
+      } finally {
+        await readOnly.close();
+      }
     });
 
     it("refuses every mutating op through the mount and straight on the bus, and the export stays unchanged", async (t) => {

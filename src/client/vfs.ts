@@ -291,9 +291,11 @@ export class Vfs {
     await file.writer?.drain();
   }
 
+  /** A read-only handle has nothing of this client's to make durable (and a read-only grant may not ask). */
   async fsync(fh: number, datasync: boolean): Promise<void> {
     const file = this.file(fh);
     await file.writer?.drain();
+    if (!opensForWrite(file.flags)) return;
     await this.onHandle(file, (server) => file.rpc.call("fsync", { handle: server.handle, datasync }, { instance: server.instance }));
   }
 
