@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { discoverExports, mountExports } from "../client/index.js";
+import { DEFAULT_CLIENT_OPTIONS, discoverExports, mountExports } from "../client/index.js";
 import { createClientMetrics, observeCertificateExpiry } from "../metrics/index.js";
 import { assertToken, randomId } from "../protocol/index.js";
 import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
@@ -13,6 +13,7 @@ interface MountFlags extends BusFlags {
   export?: string[];
   all?: boolean;
   softTimeout?: number;
+  attrTimeout: number;
   foreground?: boolean;
   metricsPort?: number;
   metricsHost: string;
@@ -84,7 +85,7 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
       mountpoint,
       clientId,
       observer: metrics.observer,
-      options: { softTimeoutMs: flags.softTimeout === undefined ? undefined : flags.softTimeout * 1000 },
+      options: { softTimeoutMs: flags.softTimeout === undefined ? undefined : flags.softTimeout * 1000, attrTimeoutS: flags.attrTimeout },
       onUnexpectedError: (op, err) => process.stderr.write(`natsfs mount: unexpected error in ${op}: ${(err as Error).stack ?? String(err)}\n`),
     });
     const endpoint = await startMetricsEndpoint(
@@ -126,6 +127,12 @@ export function registerMount(program: Command): void {
     .option("--export <name>", "export to mount (repeatable; several appear as folders)", collect)
     .option("--all", "mount every export the servers announce, each as a folder")
     .option("--soft-timeout <seconds>", "fail ops with EIO after this long instead of blocking (hard mount by default)", parseSeconds)
+    .option(
+      "--attr-timeout <seconds>",
+      "let the kernel cache file attributes this long: faster metadata, but sizes and link counts seen through another name or client may lag",
+      parseSeconds,
+      DEFAULT_CLIENT_OPTIONS.attrTimeoutS,
+    )
     .option("--foreground", "stay in the foreground until SIGINT/SIGTERM");
   addBusOptions(command);
   addMetricsOptions(command);
