@@ -1,6 +1,6 @@
 # natsfs: build, test, demo, bench. `make test` installs whatever is missing first (Debian packages as
 # root, node_modules), so it works on a fresh Debian 12 machine.
-.PHONY: all deps build test demo bench docs clean
+.PHONY: all deps build test demo bench docs clean compose-test
 
 all: build
 
@@ -21,6 +21,11 @@ demo: deps build
 # Benchmarks are slow and machine-dependent: never part of `make test`.
 bench: deps build
 	bash scripts/run-bench.sh
+
+# The compose appliance end to end (docker-compose.yml, both Dockerfiles) under rootful podman with
+# local stand-in base images; as root, minutes not seconds: never part of `make test`.
+compose-test:
+	bash scripts/compose-test.sh
 
 # The README's metric table, generated from the registries (test/metrics-readme.test.ts checks it).
 docs:

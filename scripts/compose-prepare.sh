@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Prepares the host folders docker-compose.yml binds, as root, before `docker compose up`:
+#   DATA/export  the directory the server exports
+#   DATA/mnt     where the client's FUSE mount appears; made a shared mount point of its own
+#                (`mount --bind D D && mount --make-rshared D`), because a FUSE mount made inside the
+#                client container only propagates back to a host folder that is a shared mount.
+# Also removes a dead FUSE mount a killed client left on DATA/mnt. Safe to run repeatedly.
+# A bind mount does not survive a reboot: run this again after one (or add it to /etc/fstab:
+# `DATA/mnt DATA/mnt none bind,x-systemd.after=local-fs.target,shared 0 0`).
+#
+# Usage: scripts/compose-prepare.sh [DATA]   (default: $NATSFS_DATA, else ./data next to the compose file)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+data=$(realpath -m "${1:-${NATSFS_DATA:-./data}}")
+mnt="$data/mnt"
+mkdir -p "$data/export" "$mnt"
+
+# A FUSE mount whose process is gone answers "Transport endpoint is not connected".
+if findmnt -n -t fuse,fuse.natsfs --mountpoint "$mnt" >/dev/null 2>&1 && ! stat "$mnt" >/dev/null 2>&1; then
+  umount -l "$mnt"
+fi
+
+if ! findmnt -n --mountpoint "$mnt" >/dev/null 2>&1; then
+  mount --bind "$mnt" "$mnt"
+fi
+if [ "$(findmnt -n -o PROPAGATION --mountpoint "$mnt" | head -1)" != shared ]; then
+  mount --make-rshared "$mnt"
+fi
+echo "compose-prepare: $data/export is the export, $mnt is a shared mount point"
