@@ -36,6 +36,29 @@ for port in 8222 9090 9100 9101; do
   if ss -Hltn "sport = :$port" | grep -q .; then fail "port $port is taken on this machine; the stack publishes it on 127.0.0.1"; fi
 done
 
+# What podman leaves on the host outside its store (netavark's iptables chains and run folder, the
+# conmon cgroups) is removed at the end only when it was not there before: another podman user keeps it.
+host_had_podman_state=0
+if iptables -S NETAVARK_FORWARD >/dev/null 2>&1 || [ -e /run/containers ] || [ -e /sys/fs/cgroup/memory/libpod_parent ]; then
+  host_had_podman_state=1
+fi
+
+remove_podman_host_state() {
+  local table chain
+  for table in filter nat; do
+    iptables -t "$table" -S 2>/dev/null | grep -- '^-A [A-Z]* .*-j NETAVARK' | sed 's/^-A/-D/' |
+      while read -r rule; do eval "iptables -t $table $rule"; done
+    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ { print $2 }'); do
+      iptables -t "$table" -F "$chain"
+    done
+    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ { print $2 }'); do
+      iptables -t "$table" -X "$chain"
+    done
+  done
+  rm -rf /run/containers
+  find /sys/fs/cgroup/*/libpod_parent -depth -type d -exec rmdir {} + 2>/dev/null
+}
+
 work=$(mktemp -d /tmp/natsfs-compose.XXXXXX)
 data="$work/data"
 cache=${NATSFS_COMPOSE_CACHE:-/var/cache/natsfs-compose}
@@ -67,7 +90,7 @@ export COMPOSE_PROJECT_NAME=natsfscomposetest NATSFS_DATA="$data"
 # docker-compose 1.29 builds through the API (no BuildKit), which podman serves.
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 
-compose() { timeout --kill-after=10 "${COMPOSE_TIMEOUT:-120}" docker-compose --no-ansi "$@"; }
+compose() { timeout --kill-after=10 "${COMPOSE_TIMEOUT:-120}" docker-compose --ansi never "$@"; }
 
 podman_pid=""
 holder_pid=""
@@ -93,6 +116,7 @@ teardown() {
   while findmnt -n --mountpoint "$data/mnt" >/dev/null 2>&1; do timeout 10 umount -l "$data/mnt" || break; done
   grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r mounted; do timeout 10 umount -l "$mounted"; done
   rm -rf --one-file-system "$work"
+  [ "$host_had_podman_state" = 1 ] || remove_podman_host_state
   log "$([ "$status" -eq 0 ] && echo PASSED || echo FAILED) in $(($(date +%s) - started)) s"
   exit "$status"
 }
@@ -134,7 +158,7 @@ wait_for 30 "the FUSE mount on the host's $data/mnt" findmnt -n -t fuse,fuse.nat
 log "client ready, mount visible on the host"
 
 # 1. A consumer container (rslave bind) writes; the export holds the same bytes.
-consumer_sum=$(compose run --rm -T consumer sh -c \
+consumer_sum=$(compose run --rm --no-deps -T consumer sh -c \
   'head -c 3000000 /dev/urandom >/data/from-consumer.bin && sync && sha256sum </data/from-consumer.bin' | awk '{ print $1 }')
 [ -n "$consumer_sum" ] || fail "the consumer container could not write into the mount"
 cmp "$data/export/from-consumer.bin" "$data/mnt/from-consumer.bin" || fail "export and mount differ"
@@ -144,7 +168,7 @@ log "consumer container -> mount -> export: 3000000 bytes identical"
 
 # 2. The other way: a file placed in the export is read through the mount by the consumer.
 head -c 1500000 /dev/urandom >"$data/export/from-export.bin"
-read_sum=$(compose run --rm -T consumer sha256sum /data/from-export.bin | awk '{ print $1 }')
+read_sum=$(compose run --rm --no-deps -T consumer sha256sum /data/from-export.bin | awk '{ print $1 }')
 [ "$read_sum" = "$(sha256sum <"$data/export/from-export.bin" | awk '{ print $1 }')" ] ||
   fail "the consumer read different bytes than the export holds"
 log "export -> mount -> consumer container: identical"
@@ -209,7 +233,7 @@ failovers_after=$(metric_sum http://127.0.0.1:9101/metrics natsfs_client_failove
   fail "natsfs_client_failovers_total did not rise across the restart ($failovers_before -> $failovers_after)"
 log "natsfs_client_failovers_total $failovers_before -> $failovers_after"
 
-after_sum=$(compose run --rm -T consumer sh -c \
+after_sum=$(compose run --rm --no-deps -T consumer sh -c \
   'head -c 500000 /dev/urandom >/data/after-restart.bin && sync && sha256sum </data/after-restart.bin' | awk '{ print $1 }')
 [ "$after_sum" = "$(sha256sum <"$data/export/after-restart.bin" | awk '{ print $1 }')" ] ||
   fail "a new file written after the restart did not arrive intact"
