@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepares the host folders docker-compose.yml binds, as root, before `docker compose up`:
 #   DATA/export  the directory the server exports
-#   DATA/mnt     where the client's FUSE mount appears; made a shared mount point of its own
-#                (`mount --bind D D && mount --make-rshared D`), because a FUSE mount made inside the
-#                client container only propagates back to a host folder that is a shared mount.
-# Also removes a dead FUSE mount a killed client left on DATA/mnt. Safe to run repeatedly.
+#   DATA/mnt     where the client's FUSE mount appears (as DATA/mnt/data, one folder per mounted
+#                export); made a shared mount point of its own (`mount --bind D D && mount
+#                --make-rshared D`), because a FUSE mount made inside the client container only
+#                propagates back to a host folder that is a shared mount.
+# Also removes dead FUSE mounts a killed client left under DATA/mnt. Safe to run repeatedly.
 # A bind mount does not survive a reboot: run this again after one (or add it to /etc/fstab:
 # `DATA/mnt DATA/mnt none bind,x-systemd.after=local-fs.target,shared 0 0`).
 #
@@ -17,9 +18,10 @@ mnt="$data/mnt"
 mkdir -p "$data/export" "$mnt"
 
 # A FUSE mount whose process is gone answers "Transport endpoint is not connected".
-if findmnt -n -t fuse,fuse.natsfs --mountpoint "$mnt" >/dev/null 2>&1 && ! stat "$mnt" >/dev/null 2>&1; then
-  umount -l "$mnt"
-fi
+awk -v under="$mnt/" '$3 ~ /^fuse/ && index($2, under) == 1 { print $2 }' /proc/mounts |
+  while read -r fuse_mount; do
+    stat "$fuse_mount" >/dev/null 2>&1 || umount -l "$fuse_mount"
+  done
 
 if ! findmnt -n --mountpoint "$mnt" >/dev/null 2>&1; then
   mount --bind "$mnt" "$mnt"

@@ -8,7 +8,9 @@
 # export byte for byte and the other way round; the client's /readyz and /metrics answer on 127.0.0.1;
 # Prometheus scrapes both natsfs targets; after a restart of the `server` container a file held open
 # across it is still written and read correctly, the mount keeps working, and the client's failover
-# counter rose. Everything is torn down at the end, on failure too.
+# counter rose; after a restart of the `client` container no dead mount is left behind and a consumer
+# that kept running sees the new mount; a second run of the `pki` service re-creates nothing.
+# Everything is torn down at the end, on failure too.
 #
 # Environment: NATSFS_COMPOSE_CACHE (default /var/cache/natsfs-compose) keeps the debootstrap root file
 # system between runs; NATSFS_COMPOSE_KEEP=1 leaves the stack running for a look (tear down by hand).
@@ -61,6 +63,8 @@ remove_podman_host_state() {
 
 work=$(mktemp -d /tmp/natsfs-compose.XXXXXX)
 data="$work/data"
+# Where docker-compose.yml's client mounts the export `data`: a submount of the shared DATA/mnt.
+mounted="$data/mnt/data"
 cache=${NATSFS_COMPOSE_CACHE:-/var/cache/natsfs-compose}
 
 # Podman's whole state lives in $work. Three settings this kind of VM needs: ulimits it may set (no
@@ -113,6 +117,7 @@ teardown() {
   fi
   timeout 60 podman system reset -f >/dev/null 2>&1
   # The client's FUSE mount (if a client died without unmounting), then the shared bind under it.
+  while findmnt -n --mountpoint "$mounted" >/dev/null 2>&1; do timeout 10 umount -l "$mounted" || break; done
   while findmnt -n --mountpoint "$data/mnt" >/dev/null 2>&1; do timeout 10 umount -l "$data/mnt" || break; done
   grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r mounted; do timeout 10 umount -l "$mounted"; done
   rm -rf --one-file-system "$work"
@@ -154,30 +159,34 @@ COMPOSE_TIMEOUT=900 compose up -d --build 2>&1 | grep -v '^\(Step\|---\| --->\|R
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "docker-compose up"
 
 wait_for 120 "the client's /readyz" curl -fsS --max-time 5 http://127.0.0.1:9101/readyz
-wait_for 30 "the FUSE mount on the host's $data/mnt" findmnt -n -t fuse,fuse.natsfs --mountpoint "$data/mnt"
+wait_for 30 "the FUSE mount on the host's $mounted" findmnt -n -t fuse,fuse.natsfs --mountpoint "$mounted"
 log "client ready, mount visible on the host"
 
 # 1. A consumer container (rslave bind) writes; the export holds the same bytes.
 consumer_sum=$(compose run --rm --no-deps -T consumer sh -c \
-  'head -c 3000000 /dev/urandom >/data/from-consumer.bin && sync && sha256sum </data/from-consumer.bin' | awk '{ print $1 }')
+  'head -c 3000000 /dev/urandom >/data/data/from-consumer.bin && sync && sha256sum </data/data/from-consumer.bin' | awk '{ print $1 }')
 [ -n "$consumer_sum" ] || fail "the consumer container could not write into the mount"
-cmp "$data/export/from-consumer.bin" "$data/mnt/from-consumer.bin" || fail "export and mount differ"
+cmp "$data/export/from-consumer.bin" "$mounted/from-consumer.bin" || fail "export and mount differ"
 [ "$(sha256sum <"$data/export/from-consumer.bin" | awk '{ print $1 }')" = "$consumer_sum" ] ||
   fail "the export's copy differs from what the consumer wrote"
 log "consumer container -> mount -> export: 3000000 bytes identical"
 
 # 2. The other way: a file placed in the export is read through the mount by the consumer.
 head -c 1500000 /dev/urandom >"$data/export/from-export.bin"
-read_sum=$(compose run --rm --no-deps -T consumer sha256sum /data/from-export.bin | awk '{ print $1 }')
+read_sum=$(compose run --rm --no-deps -T consumer sha256sum /data/data/from-export.bin | awk '{ print $1 }')
 [ "$read_sum" = "$(sha256sum <"$data/export/from-export.bin" | awk '{ print $1 }')" ] ||
   fail "the consumer read different bytes than the export holds"
 log "export -> mount -> consumer container: identical"
 
 # 3. Endpoints on 127.0.0.1.
 [ "$(curl -fsS --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:9101/readyz)" = 200 ] || fail "client /readyz"
-curl -fsS --max-time 5 http://127.0.0.1:9101/metrics | grep -q '^natsfs_client_' || fail "client /metrics has no natsfs_client_ series"
-curl -fsS --max-time 5 http://127.0.0.1:9100/metrics | grep -q '^natsfs_server_' || fail "server /metrics has no natsfs_server_ series"
-curl -fsS --max-time 5 http://127.0.0.1:8222/healthz | grep -q ok || fail "nats-server /healthz"
+# Whole bodies first: `curl | grep -q` fails under pipefail when grep stops reading early.
+client_metrics=$(curl -fsS --max-time 5 http://127.0.0.1:9101/metrics) || fail "client /metrics"
+server_metrics=$(curl -fsS --max-time 5 http://127.0.0.1:9100/metrics) || fail "server /metrics"
+nats_health=$(curl -fsS --max-time 5 http://127.0.0.1:8222/healthz) || fail "nats-server /healthz"
+grep -q '^natsfs_client_' <<<"$client_metrics" || fail "client /metrics has no natsfs_client_ series"
+grep -q '^natsfs_server_' <<<"$server_metrics" || fail "server /metrics has no natsfs_server_ series"
+grep -q ok <<<"$nats_health" || fail "nats-server /healthz says $nats_health"
 log "client /readyz 200, client and server /metrics, nats /healthz answer"
 
 # 4. Prometheus scrapes both natsfs targets (first scrape within one 15 s interval).
@@ -192,7 +201,7 @@ log "Prometheus: natsfs-server and natsfs-client targets up"
 
 # 5. Restart the server container while a file is held open through the mount (from the host).
 failovers_before=$(metric_sum http://127.0.0.1:9101/metrics natsfs_client_failovers_total)
-held="$data/mnt/held-across-restart.bin"
+held="$mounted/held-across-restart.bin"
 head -c 700000 /dev/urandom >"$work/part-a"
 head -c 900000 /dev/urandom >"$work/part-b"
 cat "$work/part-a" "$work/part-b" >"$work/expected"
@@ -234,7 +243,27 @@ failovers_after=$(metric_sum http://127.0.0.1:9101/metrics natsfs_client_failove
 log "natsfs_client_failovers_total $failovers_before -> $failovers_after"
 
 after_sum=$(compose run --rm --no-deps -T consumer sh -c \
-  'head -c 500000 /dev/urandom >/data/after-restart.bin && sync && sha256sum </data/after-restart.bin' | awk '{ print $1 }')
+  'head -c 500000 /dev/urandom >/data/data/after-restart.bin && sync && sha256sum </data/data/after-restart.bin' | awk '{ print $1 }')
 [ "$after_sum" = "$(sha256sum <"$data/export/after-restart.bin" | awk '{ print $1 }')" ] ||
   fail "a new file written after the restart did not arrive intact"
 log "the mount keeps working after the restart"
+
+# 6. Restart the client while a consumer container that started earlier keeps running: the client's
+#    stop leaves no dead mount behind, and the new mount reaches the running consumer (rslave).
+compose run -d --no-deps --name natsfscomposetest_consumer_held consumer sleep 600 >/dev/null
+wait_for 30 "the long-running consumer to see the mount" \
+  podman exec natsfscomposetest_consumer_held test -f /data/data/after-restart.bin
+compose stop client >/dev/null
+! findmnt -n -t fuse,fuse.natsfs --mountpoint "$mounted" >/dev/null || fail "stopping the client left a FUSE mount on $mounted"
+compose start client >/dev/null
+wait_for 60 "the client's /readyz after its restart" curl -fsS --max-time 5 http://127.0.0.1:9101/readyz
+wait_for 30 "the running consumer to see the new mount" \
+  podman exec natsfscomposetest_consumer_held cmp /data/data/from-export.bin /data/data/from-export.bin
+[ "$(podman exec natsfscomposetest_consumer_held sha256sum /data/data/after-restart.bin | awk '{ print $1 }')" = "$after_sum" ] ||
+  fail "the running consumer reads different bytes after the client's restart"
+log "client restarted: no dead mount while stopped, the running consumer sees the new mount"
+
+# 7. The pki service again: keeps the CA and every certificate.
+pki_output=$(compose run --rm --no-deps -T pki)
+if printf '%s\n' "$pki_output" | grep -q '^created '; then fail "a second pki run created certificates again: $pki_output"; fi
+log "pki again: nothing re-created"
