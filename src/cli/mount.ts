@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { DEFAULT_CLIENT_OPTIONS, discoverExports, mountExports } from "../client/index.js";
+import { DEFAULT_CLIENT_OPTIONS } from "../client/options.js";
 import { createClientMetrics, observeCertificateExpiry } from "../metrics/index.js";
 import { assertToken, randomId } from "../protocol/index.js";
 import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
@@ -69,6 +69,8 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
   if (isMounted(mountpoint)) throw new Error(`${mountpoint} is already mounted; unmount it first (fusermount -u ${mountpoint})`);
   if (!flags.foreground) return mountInBackground(mountpoint);
 
+  // Loaded here, not at start-up: only mounting needs fuse-native (and libfuse) on the machine.
+  const { discoverExports, mountExports } = await import("../client/index.js");
   const { nc, identity } = await connectBus(flags, `natsfs-mount ${mountpoint}`);
   try {
     const exports = flags.all ? await discoverExports(nc) : flags.export!;
