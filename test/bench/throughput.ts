@@ -72,9 +72,9 @@ async function withSshfs(root: string, exportDir: string, work: (mountpoint: str
     [`ListenAddress 127.0.0.1:${port}`, `HostKey ${join(dir, "host_key")}`, `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
       "PermitRootLogin prohibit-password", "PasswordAuthentication no", "StrictModes no", "Subsystem sftp internal-sftp", `PidFile ${join(dir, "sshd.pid")}`].join("\n"),
   );
-  const sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config")], { stdio: "ignore" });
   const mountpoint = join(dir, "mnt");
   await fs.mkdir(mountpoint);
+  const sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config")], { stdio: "ignore" });
   try {
     await sleep(500);
     const mounted = await run("sshfs", ["-p", String(port), "-o", `IdentityFile=${join(dir, "client_key")},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null`,
