@@ -76,6 +76,27 @@ tap_counts() {
   ' "$1"
 }
 
+# The failed tests of one group's TAP file, a few lines each: the test's name and the start of its
+# error. Suites that failed only because a test inside them did are left out. The digest is printed
+# last, so that a log cut to its tail (CI keeps only the end) still says what failed and why.
+tap_failures() {
+  awk -v group="$2" -v max_lines=6 '
+    function flush() { if (name != "" && type != "subtestsFailed") { print "✖ " group " › " name; for (i = 1; i <= n; i++) print "    " lines[i] } name = "" }
+    /^ *not ok [0-9]+ - / { flush(); name = $0; sub(/^ *not ok [0-9]+ - /, "", name); type = ""; n = 0; in_error = 0; next }
+    name == "" { next }
+    /^ *failureType: / { type = $2; gsub(/\047/, "", type); in_error = 0; next }
+    /^ *error: \|-$/ { in_error = 1; match($0, /^ */); error_indent = RLENGTH; next }
+    /^ *error: / { line = $0; sub(/^ *error: /, "", line); if (n < max_lines) lines[++n] = line; in_error = 0; next }
+    in_error {
+      match($0, /^ */)
+      if (RLENGTH <= error_indent && $0 !~ /^ *$/) { in_error = 0 }
+      else { line = $0; sub(/^ */, "", line); if (line != "" && n < max_lines) lines[++n] = line; next }
+    }
+    /^ *\.\.\.$/ { flush() }
+    END { flush() }
+  ' "$1"
+}
+
 # The running group sits in its own process group, out of reach of the terminal's Ctrl-C: on an
 # interrupt, stop it and clean up here.
 suite_pid=""
@@ -91,7 +112,7 @@ on_interrupt() {
 trap on_interrupt INT TERM
 
 total_pass=0 total_fail=0 total_skip=0 failed_groups=()
-summary_rows=()
+summary_rows=() failure_digest=()
 for group in "${groups[@]}"; do
   cap=${SUITE_CAP[$group]:-300}
   file_timeout_ms=${NATSFS_TEST_TIMEOUT_MS:-$(( ${FILE_CAP[$group]:-180} * 1000 ))}
@@ -134,7 +155,10 @@ for group in "${groups[@]}"; do
     fail=1
   fi
   total_pass=$((total_pass + pass)) total_fail=$((total_fail + fail)) total_skip=$((total_skip + skip))
-  [ "$fail" -gt 0 ] && failed_groups+=("$group")
+  if [ "$fail" -gt 0 ]; then
+    failed_groups+=("$group")
+    mapfile -t -O "${#failure_digest[@]}" failure_digest < <(tap_failures "$tap_file" "$group" 2>/dev/null)
+  fi
   summary_rows+=("$(printf '%-10s %6ss  %5s passed  %5s failed  %5s skipped' "$group" "$((ended - started))" "$pass" "$fail" "$skip")")
 done
 
@@ -148,6 +172,10 @@ fi
 echo
 echo "== suite durations"
 for row in "${summary_rows[@]}"; do echo "$row"; done
-[ "${#failed_groups[@]}" -gt 0 ] && echo "failed groups: ${failed_groups[*]}"
+if [ "${#failed_groups[@]}" -gt 0 ]; then
+  echo "failed groups: ${failed_groups[*]}"
+  echo "== failed tests"
+  printf '%s\n' "${failure_digest[@]}"
+fi
 echo "tests: $total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

@@ -26,7 +26,7 @@ import { getAttribute, removeAttribute, setAttribute } from "fs-xattr";
 import type { NatsConnection, NatsError } from "nats";
 import { ERRNO, OPS, opsWhere, requestSubject, type OpName } from "../src/protocol/index.js";
 import { run } from "./helpers/mount.js";
-import { outcome, rawRequest, requestFrame, snapshotTree, startTlsStack, within, type TlsMount, type TlsStack } from "./helpers/tls-stack.js";
+import { outcome, rawRequest, snapshotTree, startTlsStack, within, type TlsMount, type TlsStack } from "./helpers/tls-stack.js";
 
 /**
  * End-to-end security over mutual TLS with a policy: what a rw, a ro and an ungranted identity can
@@ -79,7 +79,7 @@ async function rawOutcomes(nc: NatsConnection, exportName: string, identity: str
   for (const op of ops) {
     for (const target of [undefined, instance]) {
       const subject = requestSubject(exportName, identity, op, target);
-      const result = await rawRequest(nc, subject, requestFrame(mutatingArgs(op)), 5_000);
+      const result = await rawRequest(nc, subject, mutatingArgs(op), 5_000);
       outcomes[subject] = "code" in result ? result.code : result.reply.errno === 0 ? "ok" : errnoLabel(result.reply.errno);
     }
   }
@@ -215,13 +215,13 @@ describe("security end to end over mutual TLS with a policy", () => {
     it("keeps bob off the secret export's instance subject, also in alice's name", async () => {
       for (const op of ["getattr", "open", "opendir", "mkdir"] as const) {
         for (const identity of ["bob", "alice"]) {
-          const result = await rawRequest(bobNc, requestSubject("secret", identity, op, stack.instance), requestFrame({ path: "/" }), 5_000);
+          const result = await rawRequest(bobNc, requestSubject("secret", identity, op, stack.instance), { path: "/" }, 5_000);
           assert.deepEqual(result, { code: "PERMISSIONS_VIOLATION" }, `${op} on secret as ${identity} via the instance subject`);
         }
       }
       // The same requests from alice reach the live server: the refusals above are bob's permissions.
       const alice = await stack.connectAs("alice");
-      const allowed = await rawRequest(alice, requestSubject("secret", "alice", "getattr", stack.instance), requestFrame({ path: "/plans.txt" }));
+      const allowed = await rawRequest(alice, requestSubject("secret", "alice", "getattr", stack.instance), { path: "/plans.txt" });
       assert.ok("reply" in allowed && allowed.reply.errno === 0, JSON.stringify(allowed));
     });
 
@@ -253,7 +253,7 @@ describe("security end to end over mutual TLS with a policy", () => {
           for (const target of [undefined, stack.instance]) {
             const subject = requestSubject("home", identity, op, target);
             const args = OPS[op].handleBound ? { handle: 1, offset: 0, length: 10 } : mutatingArgsOrPath(op);
-            assert.deepEqual(await rawRequest(carol, subject, requestFrame(args), 5_000), { code: "PERMISSIONS_VIOLATION" }, subject);
+            assert.deepEqual(await rawRequest(carol, subject, args, 5_000), { code: "PERMISSIONS_VIOLATION" }, subject);
           }
         }
       }
@@ -288,7 +288,7 @@ describe("the server enforces the policy even when the bus lets a request throug
     const secret = await rawOutcomes(bob, "secret", "bob", stack.instance, ["mkdir", "create", "unlink"]);
     for (const op of ["getattr", "opendir"] as const) {
       for (const target of [undefined, stack.instance]) {
-        const result = await rawRequest(bob, requestSubject("secret", "bob", op, target), requestFrame({ path: "/" }));
+        const result = await rawRequest(bob, requestSubject("secret", "bob", op, target), { path: "/" });
         secret[requestSubject("secret", "bob", op, target)] = "code" in result ? result.code : errnoLabel(result.reply.errno);
       }
     }

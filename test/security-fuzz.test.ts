@@ -14,11 +14,12 @@ import {
   decodeReply,
   encodeRequest,
   requestSubject,
+  sealFrame,
   type OpName,
   type ServerHandle,
 } from "../src/protocol/index.js";
 import { run } from "./helpers/mount.js";
-import { rawRequest, requestFrame, startTlsStack, within, type TlsMount, type TlsStack } from "./helpers/tls-stack.js";
+import { rawRequest, startTlsStack, within, type TlsMount, type TlsStack } from "./helpers/tls-stack.js";
 
 /**
  * Throws ≥ 100,000 random and mutated frames at a live server over mutual TLS while a legitimate
@@ -187,53 +188,62 @@ function frameGenerator(rng: Rng, instance: string, handles: () => readonly numb
     if (r < 0.95) return { subject: requestSubject(exportName, rng.pick(["bob", "carol", "mallory", "fileserver"]), op) };
     return { subject: `natsfs.${exportName}.alice.${rng.pick(["nosuchop", "GETATTR", "__proto__", "constructor", "💥", "%$#", "x".repeat(200)])}` };
   };
-  const validFrame = (): { op: OpName; exportName: string; frame: Uint8Array } => {
+  const pickTarget = (): { op: OpName; exportName: string } => {
     const exportName = rng.next() < 0.5 ? "secret" : "home";
-    const op = exportName === "home" ? rng.pick(harmless) : rng.pick(OP_NAMES);
-    return { op, exportName, frame: requestFrame(template(rng, op, handles())) };
+    return { exportName, op: exportName === "home" ? rng.pick(harmless) : rng.pick(OP_NAMES) };
   };
+  /** A frame addressed to `op`, with a body sealed for the subject it is sent on. */
+  const sealed = (op: OpName, exportName: string, body: Uint8Array, kind: string): Frame => {
+    const target = subjectFor(op, exportName);
+    return { ...target, data: sealFrame(body, target.subject), kind };
+  };
+  const validRequest = (op: OpName, subject: string): Uint8Array => encodeRequest({ id: `fuzz:${rng.int(1e9)}`, args: template(rng, op, handles()) } as never, subject);
 
+  // Frames with a broken seal exercise the integrity check; the rest carry a valid seal over a bad
+  // body, so that they reach the decoder and the argument checks behind it.
   return (): Frame => {
     const r = rng.next();
+    const { op, exportName } = pickTarget();
     if (r < 0.2) {
-      const { op, exportName } = validFrame();
       const length = rng.next() < 0.95 ? rng.int(256) : rng.int(64 * 1024);
       return { ...subjectFor(op, exportName), data: rng.bytes(length), kind: "random bytes" };
     }
-    if (r < 0.35) {
-      const { op, exportName } = validFrame();
-      return { ...subjectFor(op, exportName), data: encoder.encode(randomValue(rng)), kind: "msgpack of a wrong shape" };
-    }
+    if (r < 0.3) return sealed(op, exportName, encoder.encode(randomValue(rng)), "msgpack of a wrong shape");
+    if (r < 0.35) return sealed(op, exportName, rng.bytes(rng.int(512)), "sealed random bytes");
     if (r < 0.7) {
-      const exportName = rng.next() < 0.5 ? "secret" : "home";
-      const op = exportName === "home" ? rng.pick(harmless) : rng.pick(OP_NAMES);
       let args = template(rng, op, handles());
       for (let i = 0, n = 1 + rng.int(3); i < n; i++) args = mutate(rng, args);
       const id = rng.next() < 0.9 ? `fuzz:${rng.int(1e9)}` : randomValue(rng);
-      return { ...subjectFor(op, exportName), data: encoder.encode({ id, args }), kind: "request with mutated fields" };
+      return sealed(op, exportName, encoder.encode({ id, args }), "request with mutated fields");
+    }
+    if (r < 0.75) {
+      const target = subjectFor(op, exportName);
+      const frame = validRequest(op, target.subject);
+      return { ...target, data: frame.subarray(0, rng.int(frame.length)), kind: "truncated request" };
     }
     if (r < 0.8) {
-      const { op, exportName, frame } = validFrame();
-      return { ...subjectFor(op, exportName), data: frame.subarray(0, rng.int(frame.length)), kind: "truncated request" };
+      const body = encoder.encode({ id: `fuzz:${rng.int(1e9)}`, args: template(rng, op, handles()) });
+      return sealed(op, exportName, body.subarray(0, rng.int(body.length)), "sealed truncated request");
     }
     if (r < 0.88) {
-      const { op, exportName, frame } = validFrame();
-      const flipped = Uint8Array.from(frame);
+      const target = subjectFor(op, exportName);
+      const flipped = Uint8Array.from(validRequest(op, target.subject));
       for (let i = 0, n = 1 + rng.int(4); i < n; i++) flipped[rng.int(flipped.length)] ^= 1 << rng.int(8);
-      return { ...subjectFor(op, exportName), data: flipped, kind: "request with flipped bits" };
+      return { ...target, data: flipped, kind: "request with flipped bits" };
     }
-    if (r < 0.9) {
-      const { op, exportName } = validFrame();
-      return { ...subjectFor(op, exportName), data: deeplyNested(rng, rng.next() < 0.1 ? 200_000 : 1 + rng.int(5_000)), kind: "deep nesting" };
-    }
+    if (r < 0.9) return sealed(op, exportName, deeplyNested(rng, rng.next() < 0.1 ? 200_000 : 1 + rng.int(5_000)), "deep nesting");
     if (r < 0.93) {
-      const { op, exportName } = validFrame();
       const header = Uint8Array.from(rng.pick(LYING_HEADERS));
-      const data = rng.next() < 0.5 ? header : concat(Uint8Array.of(0x82), encoder.encode("id"), encoder.encode("x"), encoder.encode("args"), header);
-      return { ...subjectFor(op, exportName), data, kind: "lying length header" };
+      const body = rng.next() < 0.5 ? header : concat(Uint8Array.of(0x82), encoder.encode("id"), encoder.encode("x"), encoder.encode("args"), header);
+      return sealed(op, exportName, body, "lying length header");
     }
-    const { op, exportName, frame } = validFrame();
-    return { ...subjectFor(op, exportName), data: frame, kind: "valid request" };
+    if (r < 0.95) {
+      // Sealed for one subject, sent on another: what a bus that mixes up messages would deliver.
+      const target = subjectFor(op, exportName);
+      return { ...target, data: validRequest(op, `${target.subject}.elsewhere`), kind: "request sealed for another subject" };
+    }
+    const target = subjectFor(op, exportName);
+    return { ...target, data: validRequest(op, target.subject), kind: "valid request" };
   };
 }
 
@@ -265,7 +275,7 @@ describe("fuzzing a live server over mutual TLS", () => {
   it(`answers ≥ ${FUZZ.frames} hostile frames with error or valid replies, stays up and bounded, and a mount keeps working`, async (t) => {
     const pid = stack.server.pid;
     // Baseline after the server has warmed up on real traffic.
-    for (let i = 0; i < 200; i++) await rawRequest(fuzzer, requestSubject("secret", "alice", "getattr"), requestFrame({ path: "/plans.txt" }));
+    for (let i = 0; i < 200; i++) await rawRequest(fuzzer, requestSubject("secret", "alice", "getattr"), { path: "/plans.txt" });
     const baselineKb = rssKb(pid);
     let peakKb = baselineKb;
 
@@ -295,7 +305,7 @@ describe("fuzzing a live server over mutual TLS", () => {
     const handles: number[] = [];
     for (const path of ["/plans.txt", "/"]) {
       const op = path === "/" ? "opendir" : "openw";
-      const result = await rawRequest<ServerHandle>(fuzzer, requestSubject("secret", "alice", op), requestFrame(op === "opendir" ? { path } : { path, flags: 2 }));
+      const result = await rawRequest<ServerHandle>(fuzzer, requestSubject("secret", "alice", op), op === "opendir" ? { path } : { path, flags: 2 });
       if ("reply" in result && result.reply.errno === 0) handles.push(result.reply.result!.handle);
     }
     await mkdir(join(stack.exportDirs.secret, "fuzz", "a"), { recursive: true });
@@ -332,7 +342,7 @@ describe("fuzzing a live server over mutual TLS", () => {
         const msg = await fuzzer.request(frame.subject, frame.data, { timeout: FUZZ.replyTimeoutMs });
         let label: string;
         try {
-          const reply = decodeReply(msg.data);
+          const reply = decodeReply(msg.data, msg.subject);
           if (!Number.isInteger(reply.errno) || reply.errno < 0) throw new Error(`errno ${String(reply.errno)}`);
           if (reply.errno !== 0 && typeof reply.message !== "string") throw new Error("error reply without a message");
           label = errnoLabel(reply.errno);
@@ -380,7 +390,7 @@ describe("fuzzing a live server over mutual TLS", () => {
     assert.ok(legitResults.length >= 3, `the legitimate client ran ${legitResults.length} rounds`);
     assert.deepEqual(legitResults.filter((r) => r !== "ok"), [], "the legitimate client failed during the fuzz");
     // And the server still answers normally afterwards.
-    const check = await rawRequest(fuzzer, requestSubject("secret", "alice", "getattr"), requestFrame({ path: "/" }));
+    const check = await rawRequest(fuzzer, requestSubject("secret", "alice", "getattr"), { path: "/" });
     assert.ok("reply" in check && check.reply.errno === 0, JSON.stringify(check));
   });
 
@@ -389,10 +399,10 @@ describe("fuzzing a live server over mutual TLS", () => {
     assert.deepEqual(over, { code: "MAX_PAYLOAD_EXCEEDED" });
 
     writeFileSync(join(stack.exportDirs.secret, "big.bin"), randomBytes(MAX_DATA_BYTES + 10));
-    const opened = await rawRequest<ServerHandle>(fuzzer, requestSubject("secret", "alice", "openw"), requestFrame({ path: "/big.bin", flags: 2 }));
+    const opened = await rawRequest<ServerHandle>(fuzzer, requestSubject("secret", "alice", "openw"), { path: "/big.bin", flags: 2 });
     assert.ok("reply" in opened && opened.reply.errno === 0, JSON.stringify(opened));
     const handle = opened.reply.result!;
-    const onHandle = (op: OpName, args: Record<string, unknown>) => rawRequest(fuzzer, requestSubject("secret", "alice", op, handle.instance), requestFrame({ handle: handle.handle, ...args }));
+    const onHandle = (op: OpName, args: Record<string, unknown>) => rawRequest(fuzzer, requestSubject("secret", "alice", op, handle.instance), { handle: handle.handle, ...args });
     const tooLong = await onHandle("read", { offset: 0, length: MAX_DATA_BYTES + 1 });
     assert.ok("reply" in tooLong && tooLong.reply.errno === ERRNO.EINVAL, JSON.stringify(tooLong));
     const fullRead = await onHandle("read", { offset: 0, length: MAX_DATA_BYTES });
@@ -420,13 +430,13 @@ describe("a bus with a small max_payload", () => {
 
   it("answers a read whose reply would exceed max_payload with EMSGSIZE, not silence", async () => {
     const alice = await stack.connectAs("alice");
-    const opened = await rawRequest<ServerHandle>(alice, requestSubject("home", "alice", "open"), requestFrame({ path: "/big.bin", flags: 0 }));
+    const opened = await rawRequest<ServerHandle>(alice, requestSubject("home", "alice", "open"), { path: "/big.bin", flags: 0 });
     assert.ok("reply" in opened && opened.reply.errno === 0, JSON.stringify(opened));
     const handle = opened.reply.result!;
-    const read = await rawRequest(alice, requestSubject("home", "alice", "read", handle.instance), requestFrame({ handle: handle.handle, offset: 0, length: 100_000 }));
+    const read = await rawRequest(alice, requestSubject("home", "alice", "read", handle.instance), { handle: handle.handle, offset: 0, length: 100_000 });
     assert.ok("reply" in read && read.reply.errno === ERRNO.EMSGSIZE, JSON.stringify(read));
     assert.match(String(read.reply.message), /max_payload/);
-    const big = await rawRequest(alice, requestSubject("home", "alice", "getattr"), encodeRequest({ id: "x:1", args: { path: "/" + "a".repeat(MAX_PAYLOAD) } }));
+    const big = await rawRequest(alice, requestSubject("home", "alice", "getattr"), encodeRequest({ id: "x:1", args: { path: "/" + "a".repeat(MAX_PAYLOAD) } }, requestSubject("home", "alice", "getattr")));
     assert.deepEqual(big, { code: "MAX_PAYLOAD_EXCEEDED" });
   });
 

@@ -8,7 +8,7 @@ import { setAttribute } from "fs-xattr";
 import type { NatsConnection } from "nats";
 import { ERRNO, NAME_MAX, PATH_MAX, requestSubject, type OpName, type ServerHandle, type Stat } from "../src/protocol/index.js";
 import { start, type Started } from "./helpers/processes.js";
-import { rawRequest, requestFrame, snapshotTree, startTlsStack, type TlsStack } from "./helpers/tls-stack.js";
+import { rawRequest, snapshotTree, startTlsStack, type TlsStack } from "./helpers/tls-stack.js";
 
 /**
  * A client with a valid rw identity (alice) that speaks the protocol itself and tries to leave the
@@ -123,7 +123,7 @@ describe("a hostile client with a valid rw identity", () => {
   let outsideBefore: string[];
 
   const send = async (op: OpName, args: Record<string, unknown>, instance?: string) => {
-    const result = await rawRequest(alice, requestSubject("home", "alice", op, instance), requestFrame(args));
+    const result = await rawRequest(alice, requestSubject("home", "alice", op, instance), args);
     if ("code" in result) return { label: result.code, reply: undefined };
     return { label: errnoLabel(result.reply.errno), reply: result.reply };
   };

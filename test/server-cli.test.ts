@@ -36,8 +36,9 @@ async function exitCode(proc: Started, timeoutMs = 15_000): Promise<number | nul
 }
 
 async function errnoOf(exportName: string, identity: string, op: OpName, args: unknown): Promise<string> {
-  const reply = await nc.request(requestSubject(exportName, identity, op), encodeRequest({ id: `cli:${Math.random()}`, args } as never), { timeout: 5000 });
-  const { errno } = decodeReply(reply.data);
+  const subject = requestSubject(exportName, identity, op);
+  const reply = await nc.request(subject, encodeRequest({ id: `cli:${Math.random()}`, args } as never, subject), { timeout: 5000 });
+  const { errno } = decodeReply(reply.data, reply.subject);
   return errno === 0 ? "ok" : errnoName(errno);
 }
 

@@ -15,6 +15,7 @@ import {
   encodeRequest,
   errnoName,
   requestSubject,
+  sealFrame,
   type OpArgs,
   type OpName,
   type OpResult,
@@ -44,8 +45,8 @@ interface CallOptions {
 async function call<O extends OpName>(op: O, args: OpArgs<O>, options: CallOptions = {}): Promise<Reply<OpResult<O>>> {
   const subject = requestSubject(options.exportName ?? "home", options.identity ?? "alice", op, options.instance);
   const id = options.id ?? `test:${++sequence}`;
-  const message = await nc.request(subject, encodeRequest({ id, args }), { timeout: 5000 });
-  return decodeReply<OpResult<O>>(message.data);
+  const message = await nc.request(subject, encodeRequest({ id, args }, subject), { timeout: 5000 });
+  return decodeReply<OpResult<O>>(message.data, message.subject);
 }
 
 /** Calls a handle-bound op on the instance that owns the handle. */
@@ -356,17 +357,45 @@ describe("requests that must be refused", () => {
 
   it("malformed frames get error replies and the server stays up", async () => {
     const subject = requestSubject("home", "alice", "getattr");
-    const garbage = decodeReply(await nc.request(subject, randomBytes(64), { timeout: 5000 }).then((m) => m.data));
-    assert.equal(errnoName(garbage.errno), "EINVAL");
-    const notAMap = decodeReply((await nc.request(subject, encodeRequest([1, 2, 3] as never), { timeout: 5000 })).data);
+    const send = async (target: string, frame: Uint8Array) => {
+      const message = await nc.request(target, frame, { timeout: 5000 });
+      return decodeReply(message.data, message.subject);
+    };
+    const garbage = await send(subject, randomBytes(64));
+    assert.equal(errnoName(garbage.errno), "EBADMSG");
+    assert.equal(garbage.damaged, true, "an unsealed frame is reported as damaged, so a client would resend it");
+    const sealedGarbage = await send(subject, sealFrame(randomBytes(64), subject));
+    assert.equal(errnoName(sealedGarbage.errno), "EINVAL");
+    assert.equal(sealedGarbage.damaged, undefined);
+    const notAMap = await send(subject, encodeRequest([1, 2, 3] as never, subject));
     assert.equal(errnoName(notAMap.errno), "EINVAL");
     await fails(call("getattr", { path: 42 } as never), "EINVAL");
     await fails(call("read", { handle: "1", offset: 0, length: 1 } as never), "EINVAL");
     await fails(call("write", { handle: 1, offset: 0, data: "text" } as never, { instance: server.instance }), "EINVAL");
-    const unknownOp = decodeReply((await nc.request("natsfs.home.alice.format", encodeRequest({ id: "x:1", args: {} } as never), { timeout: 5000 })).data);
+    const unknownOp = await send("natsfs.home.alice.format", encodeRequest({ id: "x:1", args: {} } as never, "natsfs.home.alice.format"));
     assert.equal(errnoName(unknownOp.errno), "ENOSYS");
     nc.publish(subject, randomBytes(10)); // no reply subject: ignored
     await ok(call("getattr", { path: "/" }));
+  });
+
+  it("does not act on a request damaged in transit or delivered on the wrong subject", async () => {
+    writeFileSync(join(home, "intact"), "original");
+    const handle = await ok(call("openw", { path: "/intact", flags: constants.O_RDWR }));
+    const subject = requestSubject("home", "alice", "write", handle.instance);
+    const frame = encodeRequest({ id: `test:${++sequence}`, args: { handle: handle.handle, offset: 0, data: Buffer.from("REPLACED") } }, subject);
+    const damaged = Uint8Array.from(frame);
+    damaged[frame.length - 8]! ^= 0x20; // inside the data: still valid msgpack, different bytes
+    const answer = await nc.request(subject, damaged, { timeout: 5000 });
+    const reply = decodeReply(answer.data, answer.subject);
+    assert.equal(reply.damaged, true);
+    assert.equal(errnoName(reply.errno), "EBADMSG");
+    const sealedForAnother = encodeRequest({ id: `test:${++sequence}`, args: { handle: handle.handle, offset: 0, data: Buffer.from("REPLACED") } }, `${subject}.other`);
+    const misdelivered = await nc.request(subject, sealedForAnother, { timeout: 5000 });
+    assert.equal(decodeReply(misdelivered.data, misdelivered.subject).damaged, true);
+    assert.equal(readFileSync(join(home, "intact"), "utf8"), "original", "a damaged write reached the disk");
+    await ok(callOn(handle, "write", { offset: 0, data: Buffer.from("REPLACED") }));
+    assert.equal(readFileSync(join(home, "intact"), "utf8"), "REPLACED");
+    await ok(callOn(handle, "release", {}));
   });
 });
 

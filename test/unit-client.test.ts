@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ErrorCode, NatsError } from "nats";
-import { ERRNO, FsError, OPS, OP_NAMES, type ServerHandle, type StatFs } from "../src/protocol/index.js";
+import { DamagedFrameError, ERRNO, FsError, OPS, OP_NAMES, type ServerHandle, type StatFs } from "../src/protocol/index.js";
 import { KERNEL_MAX_IO, fitStatfs, fsnameWithRiders } from "../src/client/fuse-adapter.js";
 import { HandleTable, pathAfterRename, type OpenFile } from "../src/client/handles.js";
 import { alreadyDoneErrno, backoffDelay, classifyAttemptError } from "../src/client/retry.js";
@@ -77,6 +77,12 @@ describe("classifyAttemptError", () => {
         const closed = classifyAttemptError(natsError(code), instanceBound, 1, 2);
         assert.equal(closed.kind === "fatal" && closed.errno, ERRNO.EIO, code);
       }
+    }
+  });
+
+  it("resends a damaged frame, even one addressed to an instance, without giving up on the instance", () => {
+    for (const attempts of [1, 2, 10]) {
+      assert.deepEqual(classifyAttemptError(new DamagedFrameError("checksum mismatch"), true, attempts, 2), { kind: "retry", reason: "damaged" });
     }
   });
 

@@ -10,6 +10,7 @@ import { describe, it } from "node:test";
 import { encode } from "@msgpack/msgpack";
 import {
   CLIENT_OPEN_FLAGS,
+  DamagedFrameError,
   DecodeError,
   ERRNO,
   FsError,
@@ -31,6 +32,7 @@ import {
   randomId,
   reopenFlags,
   requestSubject,
+  sealFrame,
   serverSubscriptions,
 } from "../src/protocol/index.js";
 
@@ -146,11 +148,16 @@ describe("subjects", () => {
 });
 
 describe("codec", () => {
+  const SUBJECT = "natsfs.data.alice.write.i1";
+  const INBOX = "_INBOX.abc.7";
+  /** A body sealed as a client would seal it: what reaches the decoder behind the seal. */
+  const sealed = (value: unknown, subject = SUBJECT) => sealFrame(encode(value), subject);
+
   it("round-trips a request with binary data kept as raw bytes, not base64", () => {
     const data = randomBytes(256 * 1024);
-    const frame = encodeRequest({ id: "client:7", args: { handle: 3, offset: 4096, data } });
+    const frame = encodeRequest({ id: "client:7", args: { handle: 3, offset: 4096, data } }, SUBJECT);
     assert.ok(frame.length >= data.length && frame.length < data.length + 128, `frame of ${frame.length} bytes`);
-    const decoded = decodeRequest(frame);
+    const decoded = decodeRequest(frame, SUBJECT);
     assert.equal(decoded.id, "client:7");
     assert.equal(decoded.args.handle, 3);
     assert.equal(decoded.args.offset, 4096);
@@ -158,38 +165,61 @@ describe("codec", () => {
     assert.ok(Buffer.from(decoded.args.data).equals(data));
   });
 
-  it("round-trips replies, dropping undefined fields", () => {
+  it("round-trips replies sealed for the inbox, dropping undefined fields", () => {
     const value = Uint8Array.of(0, 1, 2, 255);
-    const frame = encodeReply({ errno: 0, instance: "i1", epoch: "e1", result: value, message: undefined });
-    const reply = decodeReply<Uint8Array>(frame);
+    const frame = sealFrame(encodeReply({ errno: 0, instance: "i1", epoch: "e1", result: value, message: undefined }), INBOX);
+    const reply = decodeReply<Uint8Array>(frame, INBOX);
     assert.deepEqual(reply, { errno: 0, instance: "i1", epoch: "e1", result: value });
     assert.ok(!("message" in reply));
-    const failed = decodeReply(encodeReply({ errno: ERRNO.ENOENT!, instance: "i1", epoch: "e1", message: "no such file" }));
+    const failed = decodeReply(sealFrame(encodeReply({ errno: ERRNO.ENOENT!, instance: "i1", epoch: "e1", message: "no such file" }), INBOX), INBOX);
     assert.equal(failed.errno, ERRNO.ENOENT);
     assert.equal(failed.message, "no such file");
   });
 
-  it("throws DecodeError for random bytes", () => {
+  it("catches every single-bit error and burst in a sealed frame as damage", () => {
+    const frame = encodeRequest({ id: "client:7", args: { handle: 3, offset: 0, data: randomBytes(4096) } }, SUBJECT);
+    for (let bit = 0; bit < frame.length * 8; bit += 7) {
+      const flipped = Uint8Array.from(frame);
+      flipped[bit >> 3]! ^= 1 << (bit & 7);
+      assert.throws(() => decodeRequest(flipped, SUBJECT), DamagedFrameError, `bit ${bit}`);
+    }
+    // Bytes of another message spliced into the data, length unchanged: still valid msgpack.
+    const spliced = Uint8Array.from(frame);
+    spliced.set(randomBytes(1000), 100);
+    assert.throws(() => decodeRequest(spliced, SUBJECT), DamagedFrameError);
+    for (const short of [new Uint8Array(0), Uint8Array.of(1, 2, 3)]) assert.throws(() => decodeRequest(short, SUBJECT), DamagedFrameError);
+  });
+
+  it("catches a frame delivered on a subject other than the one it was sealed for", () => {
+    const request = encodeRequest({ id: "c:1", args: { path: "/a" } }, SUBJECT);
+    assert.throws(() => decodeRequest(request, "natsfs.data.alice.unlink"), DamagedFrameError);
+    const reply = sealFrame(encodeReply({ errno: 0, instance: "i1", epoch: "e1", result: null }), INBOX);
+    assert.throws(() => decodeReply(reply, "_INBOX.abc.8"), DamagedFrameError);
+    assert.equal(decodeReply(reply, INBOX).errno, 0);
+  });
+
+  it("throws DecodeError for random bytes, sealed or not", () => {
     for (let i = 0; i < 200; i++) {
-      const frame = randomBytes(1 + (i % 64));
+      const body = randomBytes(1 + (i % 64));
+      assert.throws(() => decodeRequest(body, SUBJECT), DamagedFrameError);
       try {
-        const request = decodeRequest(frame);
+        const request = decodeRequest(sealFrame(body, SUBJECT), SUBJECT);
         // Random bytes may by chance be a valid envelope; then it must really be one.
         assert.equal(typeof request.id, "string");
         assert.equal(typeof request.args, "object");
       } catch (err) {
-        assert.ok(err instanceof DecodeError, `not a DecodeError: ${String(err)}`);
+        assert.ok(err instanceof DecodeError && !(err instanceof DamagedFrameError), `not a plain DecodeError: ${String(err)}`);
       }
-      assert.throws(() => decodeReply(frame), DecodeError);
+      assert.throws(() => decodeReply(sealFrame(body, INBOX), INBOX), DecodeError);
     }
   });
 
   it("throws DecodeError for values that are not maps", () => {
     for (const value of [null, 42, "text", [1, 2, 3], true]) {
-      assert.throws(() => decodeRequest(encode(value)), DecodeError, JSON.stringify(value));
-      assert.throws(() => decodeReply(encode(value)), DecodeError, JSON.stringify(value));
+      assert.throws(() => decodeRequest(sealed(value), SUBJECT), DecodeError, JSON.stringify(value));
+      assert.throws(() => decodeReply(sealed(value, INBOX), INBOX), DecodeError, JSON.stringify(value));
     }
-    assert.throws(() => decodeRequest(new Uint8Array(0)), DecodeError);
+    assert.throws(() => decodeRequest(sealFrame(new Uint8Array(0), SUBJECT), SUBJECT), DecodeError);
   });
 
   it("throws DecodeError for a missing or bad id or args", () => {
@@ -203,7 +233,7 @@ describe("codec", () => {
       { id: "c:1", args: [1] },
       { id: "c:1", args: "path" },
     ]) {
-      assert.throws(() => decodeRequest(encode(value)), DecodeError, JSON.stringify(value));
+      assert.throws(() => decodeRequest(sealed(value), SUBJECT), DecodeError, JSON.stringify(value));
     }
   });
 
@@ -214,7 +244,7 @@ describe("codec", () => {
       { errno: 0, epoch: "e" },
       { errno: 0, instance: "i" },
     ]) {
-      assert.throws(() => decodeReply(encode(value)), DecodeError, JSON.stringify(value));
+      assert.throws(() => decodeReply(sealed(value, INBOX), INBOX), DecodeError, JSON.stringify(value));
     }
   });
 
@@ -227,8 +257,8 @@ describe("codec", () => {
       Uint8Array.of(0xc9, 0xff, 0xff, 0xff, 0xff, 0x01), // ext 32
       Uint8Array.of(0xc6, 0x00, 0x00, 0x10, 0x00), // bin 32 of 4 KiB, truncated
     ];
-    for (const frame of huge) {
-      assert.throws(() => decodeRequest(frame), DecodeError, Buffer.from(frame).toString("hex"));
+    for (const body of huge) {
+      assert.throws(() => decodeRequest(sealFrame(body, SUBJECT), SUBJECT), DecodeError, Buffer.from(body).toString("hex"));
       // A huge field inside a valid-looking envelope is refused too.
       const nested = Buffer.concat([
         Uint8Array.of(0x82), // map of 2: id, args
@@ -237,17 +267,17 @@ describe("codec", () => {
         encode("args"),
         Uint8Array.of(0x81), // map of 1: data
         encode("data"),
-        frame,
+        body,
       ]);
-      assert.throws(() => decodeRequest(nested), DecodeError);
+      assert.throws(() => decodeRequest(sealFrame(nested, SUBJECT), SUBJECT), DecodeError);
     }
   });
 
   it("refuses trailing bytes and keeps decoding after a failure", () => {
-    const good = encodeRequest({ id: "c:1", args: { path: "/a" } });
-    assert.throws(() => decodeRequest(Buffer.concat([good, Uint8Array.of(0x00)])), DecodeError);
-    assert.throws(() => decodeRequest(good.subarray(0, good.length - 2)), DecodeError);
-    assert.deepEqual(decodeRequest(good), { id: "c:1", args: { path: "/a" } });
+    const body = encode({ id: "c:1", args: { path: "/a" } });
+    assert.throws(() => decodeRequest(sealFrame(Buffer.concat([body, Uint8Array.of(0x00)]), SUBJECT), SUBJECT), DecodeError);
+    assert.throws(() => decodeRequest(sealFrame(body.subarray(0, body.length - 2), SUBJECT), SUBJECT), DecodeError);
+    assert.deepEqual(decodeRequest(sealFrame(body, SUBJECT), SUBJECT), { id: "c:1", args: { path: "/a" } });
   });
 });
 

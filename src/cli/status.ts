@@ -109,6 +109,7 @@ export function renderStatus(status: NodeStatus): string {
       ["denials", countsByKey(status.denials)],
       ["dup. hits", shown(status.duplicateRequestHits)],
       ["malformed", shown(status.malformedRequests)],
+      ["damaged", shown(status.damagedRequests)],
     );
   }
   rows.push(["last error", status.lastError ? `${status.lastError.message} (at ${status.lastError.at})` : "-"]);

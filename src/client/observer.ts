@@ -2,7 +2,7 @@ import type { OpName } from "../protocol/index.js";
 
 /** Why the client moved a handle or a request to another server instance. */
 export type FailoverReason = "no_responders" | "timeout" | "stale_handle" | "disconnected";
-export type RetryReason = "timeout" | "no_responders" | "disconnected" | "busy";
+export type RetryReason = "timeout" | "no_responders" | "disconnected" | "busy" | "damaged";
 export type RemapResult = "ok" | "failed";
 
 /**

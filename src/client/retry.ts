@@ -1,4 +1,4 @@
-import { ERRNO, type OpName } from "../protocol/index.js";
+import { DamagedFrameError, ERRNO, type OpName } from "../protocol/index.js";
 import type { RetryReason } from "./observer.js";
 
 /**
@@ -31,6 +31,8 @@ export function classifyAttemptError(
   instanceAttempts: number,
   mutating = false,
 ): AttemptFailure {
+  // A damaged frame says nothing about the instance: send the same request again.
+  if (err instanceof DamagedFrameError) return { kind: "retry", reason: "damaged" };
   const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
   const message = err instanceof Error ? err.message : String(err);
   switch (code) {

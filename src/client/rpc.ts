@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "nats";
 import {
+  DamagedFrameError,
   DecodeError,
   ERRNO,
   FsError,
@@ -14,6 +15,7 @@ import {
   type OpName,
   type OpResult,
   type OpTypes,
+  type Reply,
   type RequestIds,
 } from "../protocol/index.js";
 import type { BusLink } from "./bus-link.js";
@@ -37,7 +39,7 @@ export interface CallOptions {
   instance?: string;
 }
 
-/** Room for subject-independent envelope fields (request id, handle, offset) around file data. */
+/** Room for the envelope (request id, handle, offset, the seal) around file data. */
 const ENVELOPE_ALLOWANCE = 1024;
 
 /** Ops whose one attempt may legitimately take long on the server. */
@@ -86,7 +88,7 @@ export class Rpc {
 
   private async attempt<O extends OpName & keyof OpTypes>(op: O, args: OpArgs<O>, { instance }: CallOptions): Promise<OpResult<O>> {
     const subject = requestSubject(this.exportName, this.identity, op, instance);
-    const payload = encodeRequest({ id: this.ids.next(), args });
+    const payload = encodeRequest({ id: this.ids.next(), args }, subject);
     const timeout = SLOW_OPS.has(op)
       ? this.options.slowAttemptTimeoutMs
       : DATA_OPS.has(op)
@@ -103,18 +105,18 @@ export class Rpc {
         if (outcome === "disconnected") {
           failure = Object.assign(new Error("bus disconnected"), { code: "DISCONNECT" });
         } else {
-          return this.unwrap(op, decodeReply<OpResult<O>>(outcome.data), attempts);
+          return this.unwrap(op, decodeReply<OpResult<O>>(outcome.data, outcome.subject), attempts);
         }
       } catch (err) {
         if (err instanceof FsError) throw err;
-        if (err instanceof DecodeError) throw new FsError(ERRNO.EIO!, `${op}: ${err.message}`);
+        if (err instanceof DecodeError && !(err instanceof DamagedFrameError)) throw new FsError(ERRNO.EIO!, `${op}: ${err.message}`);
         failure = err;
       }
       const verdict = classifyAttemptError(failure, instance !== undefined, attempts, this.options.instanceAttempts, OPS[op].mutating);
       if (verdict.kind === "fatal") throw new FsError(verdict.errno, `${op} on ${this.exportName}: ${verdict.message}`);
       if (verdict.kind === "instance_gone") throw new InstanceGoneError(instance!, verdict.reason);
       this.observer.retry(op, verdict.reason);
-      if (verdict.reason !== "disconnected") this.observer.exportReachable(this.exportName, false);
+      if (verdict.reason !== "disconnected" && verdict.reason !== "damaged") this.observer.exportReachable(this.exportName, false);
       const delay = backoffDelay(attempts, this.options.backoffBaseMs, this.options.backoffCapMs);
       if (Date.now() + delay > deadline) {
         throw new FsError(ERRNO.EIO!, `${op} on ${this.exportName}: no answer within the soft-mount timeout`);
@@ -123,7 +125,8 @@ export class Rpc {
     }
   }
 
-  private unwrap<O extends OpName & keyof OpTypes>(op: O, reply: { errno: number; result?: OpResult<O>; message?: string }, attempts: number): OpResult<O> {
+  private unwrap<O extends OpName & keyof OpTypes>(op: O, reply: Reply<OpResult<O>>, attempts: number): OpResult<O> {
+    if (reply.damaged) throw new DamagedFrameError(`${op} on ${this.exportName}: ${reply.message ?? "request damaged in transit"}`);
     if (reply.errno === 0) return reply.result as OpResult<O>;
     if (attempts > 1 && !OPS[op].idempotent && alreadyDoneErrno(op) === reply.errno) {
       // Our first attempt took effect on an instance that did not answer: the op is done.

@@ -85,6 +85,12 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     help: "Requests that could not be decoded or named no known op",
     registers: registries,
   });
+  const damaged = new Counter({
+    name: `${PREFIX}damaged_requests_total`,
+    help: "Requests whose checksum did not match (damaged on the bus or delivered on the wrong subject); the client resends them",
+    labelNames: ["export"] as const,
+    registers: registries,
+  });
   const busConnected = new Gauge({
     name: `${PREFIX}bus_connected`,
     help: "1 while connected to a NATS server, else 0",
@@ -101,6 +107,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     duplicateHits.inc({ export: name }, 0);
     readBytes.inc({ export: name }, 0);
     writtenBytes.inc({ export: name }, 0);
+    damaged.inc({ export: name }, 0);
   }
   malformed.inc(0);
   busConnected.set(0);
@@ -115,6 +122,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     duplicateHits: 0,
     denials: zeroCounts(DENIAL_REASONS),
     malformed: 0,
+    damaged: 0,
     connected: false,
     natsServer: undefined as string | undefined,
     instance: undefined as string | undefined,
@@ -154,6 +162,10 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       state.malformed += 1;
       malformed.inc();
     },
+    damagedRequest(exportName) {
+      state.damaged += 1;
+      damaged.inc({ export: exportLabel(exportName) });
+    },
     connectionState(connected, server) {
       state.connected = connected;
       if (server !== undefined) state.natsServer = server;
@@ -186,6 +198,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       duplicateRequestHits: state.duplicateHits,
       denials: { ...state.denials },
       malformedRequests: state.malformed,
+      damagedRequests: state.damaged,
     };
   };
 

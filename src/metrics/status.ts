@@ -45,6 +45,7 @@ export interface ServerStatus extends StatusCommon {
   duplicateRequestHits: number;
   denials: Record<DenialReason, number>;
   malformedRequests: number;
+  damagedRequests: number;
 }
 
 export type NodeStatus = ClientStatus | ServerStatus;

@@ -11,7 +11,7 @@ export {
   serverSubscriptions,
   type ParsedSubject,
 } from "./subjects.js";
-export { DecodeError, decodeReply, decodeRequest, encodeReply, encodeRequest } from "./codec.js";
+export { DamagedFrameError, DecodeError, SEAL_BYTES, decodeReply, decodeRequest, encodeReply, encodeRequest, sealFrame } from "./codec.js";
 export { ERRNO, FsError, errnoClass, errnoName, errnoOf, fsError } from "./errno.js";
 export { RequestIds, randomId } from "./ids.js";
 export { CLIENT_OPEN_FLAGS, opensForWrite, reopenFlags } from "./flags.js";

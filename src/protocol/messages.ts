@@ -100,6 +100,8 @@ export interface Reply<R = unknown> {
   result?: R;
   /** Human-readable context for a failure (never a path outside the export). */
   message?: string;
+  /** The request arrived damaged (its seal did not match) and was not acted on: send it again. */
+  damaged?: boolean;
 }
 
 /**

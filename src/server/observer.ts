@@ -14,6 +14,8 @@ export interface ServerObserver {
   duplicateRequestHit(exportName: string): void;
   denial(exportName: string, identity: string, reason: DenialReason): void;
   malformedRequest(): void;
+  /** A request whose seal did not match: damaged on the bus, or delivered on the wrong subject. */
+  damagedRequest(exportName: string): void;
   connectionState(connected: boolean, server: string | undefined): void;
 }
 
@@ -25,5 +27,6 @@ export const NULL_SERVER_OBSERVER: ServerObserver = {
   duplicateRequestHit() {},
   denial() {},
   malformedRequest() {},
+  damagedRequest() {},
   connectionState() {},
 };

@@ -1,6 +1,7 @@
 import { Events, type Msg, type NatsConnection, type Service, type Subscription } from "nats";
 import type { Logger } from "pino";
 import {
+  DamagedFrameError,
   DecodeError,
   ERRNO,
   FsError,
@@ -13,6 +14,8 @@ import {
   parseRequestSubject,
   queueGroup,
   randomId,
+  SEAL_BYTES,
+  sealFrame,
   serverSubscriptions,
   type OpArgs,
   type OpName,
@@ -25,7 +28,10 @@ import { DuplicateRequestCache } from "./drc.js";
 import { ExportFs, type CallContext } from "./export.js";
 import type { ServerObserver } from "./observer.js";
 
-/** A reply ready to send, with its errno kept for the observer (also on a duplicate-request hit). */
+/**
+ * A reply body ready to be sealed for the inbox it goes to, with its errno kept for the observer (also
+ * on a duplicate-request hit).
+ */
 interface EncodedReply {
   bytes: Uint8Array;
   errno: number;
@@ -177,22 +183,29 @@ export class FsService {
       this.respond(msg, this.errorReply(ERRNO.ENOSYS!, "not a natsfs request subject"));
       return;
     }
-    const reply = await this.serve(fs, subject, msg.data);
+    const reply = await this.serve(fs, subject, msg.subject, msg.data);
     this.respond(msg, reply.bytes);
     observer.opFinished(fs.name, subject.op, subject.identity, reply.errno, (performance.now() - started) / 1000);
     if (reply.errno !== 0) logger.debug({ export: fs.name, identity: subject.identity, op: subject.op, errno: errnoName(reply.errno) }, "op failed");
   }
 
   /** Everything between a parsed subject and the encoded reply; never throws. */
-  private async serve(fs: ExportFs, subject: ParsedSubject, frame: Uint8Array): Promise<EncodedReply> {
+  private async serve(fs: ExportFs, subject: ParsedSubject, subjectName: string, frame: Uint8Array): Promise<EncodedReply> {
     const { observer, policy, logger } = this.params;
     const { op, identity } = subject;
     const refuse = (errno: number, message: string): EncodedReply => ({ bytes: this.errorReply(errno, message), errno });
 
     let request: { id: string; args: Record<string, unknown> };
     try {
-      request = decodeRequest(frame);
+      request = decodeRequest(frame, subjectName);
     } catch (err) {
+      if (err instanceof DamagedFrameError) {
+        // Not acted on: the client sends it again (non-idempotent ops are safe through the cache).
+        observer.damagedRequest(fs.name);
+        logger.warn({ export: fs.name, identity, op, bytes: frame.length }, "request damaged in transit: asking for it again");
+        const bytes = encodeReply({ errno: ERRNO.EBADMSG!, instance: this.instance, epoch: this.epoch, message: err.message, damaged: true });
+        return { bytes, errno: ERRNO.EBADMSG! };
+      }
       observer.malformedRequest();
       return refuse(ERRNO.EINVAL!, err instanceof DecodeError ? err.message : "malformed request");
     }
@@ -231,7 +244,7 @@ export class FsService {
     try {
       const result = await fs.call(op, args, context);
       const bytes = encodeReply({ errno: 0, instance: this.instance, epoch: this.epoch, result });
-      if (bytes.length <= this.maxPayload()) return { bytes, errno: 0 };
+      if (bytes.length + SEAL_BYTES <= this.maxPayload()) return { bytes, errno: 0 };
       return { bytes: this.errorReply(ERRNO.EMSGSIZE!, `${op} reply of ${bytes.length} bytes exceeds max_payload`), errno: ERRNO.EMSGSIZE! };
     } catch (err) {
       const errno = errnoOf(err);
@@ -254,9 +267,10 @@ export class FsService {
     return encodeReply({ errno, instance: this.instance, epoch: this.epoch, message });
   }
 
-  private respond(msg: Msg, bytes: Uint8Array): void {
+  /** Sends a reply body sealed for the inbox that asked. */
+  private respond(msg: Msg, body: Uint8Array): void {
     try {
-      msg.respond(bytes);
+      msg.respond(sealFrame(body, msg.reply!));
     } catch (err) {
       this.params.logger.error({ err, subject: msg.subject }, "could not send reply");
     }

@@ -5,6 +5,7 @@
  * processes that do file I/O on the mount (so a hung mount never blocks the test process itself).
  * Everything a rig starts is stopped by PID in `teardown()`, frozen processes are resumed first.
  */
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, statSync, writeFileSync, writeSync } from "node:fs";
@@ -543,8 +544,8 @@ export async function copyAcrossFault(rig: Rig, mountpoint: string, size: number
   };
 }
 
-/** Asserts-style check of a CopyCheck: returns the problems, empty when all bytes arrived intact. */
-export function copyProblems(check: CopyCheck): string[] {
+/** What went wrong with a CopyCheck: empty when all bytes arrived intact. */
+function copyProblems(check: CopyCheck): string[] {
   const problems: string[] = [];
   if (check.inResult.code !== 0) problems.push(`cp into the mount exited ${check.inResult.code}: ${check.inResult.stderr.trim()}`);
   if (check.outResult.code !== 0) problems.push(`cp out of the mount exited ${check.outResult.code}: ${check.outResult.stderr.trim()}`);
@@ -552,6 +553,15 @@ export function copyProblems(check: CopyCheck): string[] {
   if (check.copiedIn.onMount !== check.copiedIn.expected) problems.push("file copied in: the mount differs from the source");
   if (check.copiedOut.found !== check.copiedOut.expected) problems.push("file copied out differs from the server's file");
   return problems;
+}
+
+/**
+ * Fails unless every byte of both copies arrived intact. The problems lead the message and the rig's
+ * process logs follow, so a report cut short still says what broke.
+ */
+export function assertCopiesIntact(check: CopyCheck, rig: Rig): void {
+  const problems = copyProblems(check);
+  if (problems.length > 0) assert.fail(`${problems.join("\n")}\n${rig.logs()}`);
 }
 
 /** One line for the test log: how long the copies took after the fault and what the client counted. */

@@ -92,16 +92,21 @@ export interface TlsStack {
   teardown(): Promise<void>;
 }
 
-/** One raw natsfs request; resolves with the decoded reply or the NATS error code. */
+/**
+ * One raw natsfs request; resolves with the decoded reply or the NATS error code. `request` is either
+ * the op's arguments (sent as a well-formed request sealed for `subject`, with a fresh id) or the exact
+ * bytes to send.
+ */
 export async function rawRequest<R = unknown>(
   nc: NatsConnection,
   subject: string,
-  frame: Uint8Array,
+  request: Record<string, unknown> | Uint8Array,
   timeoutMs = 10_000,
 ): Promise<{ reply: Reply<R> } | { code: string }> {
+  const frame = request instanceof Uint8Array ? request : encodeRequest({ id: nextRequestId(), args: request } as never, subject);
   try {
     const msg = await nc.request(subject, frame, { timeout: timeoutMs });
-    return { reply: decodeReply<R>(msg.data) };
+    return { reply: decodeReply<R>(msg.data, msg.subject) };
   } catch (err) {
     const code = (err as NatsError).code;
     if (typeof code !== "string") throw err;
@@ -110,10 +115,10 @@ export async function rawRequest<R = unknown>(
 }
 
 let sequence = 0;
-/** A well-formed request frame with a fresh request id. */
-export function requestFrame(args: Record<string, unknown>): Uint8Array {
+/** A fresh request id for hand-made requests. */
+export function nextRequestId(): string {
   sequence += 1;
-  return encodeRequest({ id: `security-test:${process.pid}:${sequence}`, args } as never);
+  return `security-test:${process.pid}:${sequence}`;
 }
 
 export async function startTlsStack(options: TlsStackOptions = {}): Promise<TlsStack> {
