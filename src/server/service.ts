@@ -201,8 +201,10 @@ export class FsService {
     } catch (err) {
       if (err instanceof DamagedFrameError) {
         // Not acted on: the client sends it again (non-idempotent ops are safe through the cache).
+        // Counted, and logged at debug only: any identity can send damaged frames, and must not be
+        // able to flood the log with them.
         observer.damagedRequest(fs.name);
-        logger.warn({ export: fs.name, identity, op, bytes: frame.length }, "request damaged in transit: asking for it again");
+        logger.debug({ export: fs.name, identity, op, bytes: frame.length }, "request damaged in transit: asking for it again");
         const bytes = encodeReply({ errno: ERRNO.EBADMSG!, instance: this.instance, epoch: this.epoch, message: err.message, damaged: true });
         return { bytes, errno: ERRNO.EBADMSG! };
       }
