@@ -1,6 +1,6 @@
 # natsfs: build, test, demo, bench. `make test` installs whatever is missing first (Debian packages as
 # root, node_modules), so it works on a fresh Debian 12 machine.
-.PHONY: all deps build test demo bench docs clean compose-test
+.PHONY: all deps build test demo bench docs clean compose-test up down logs ps ca-backup
 
 all: build
 
@@ -22,8 +22,25 @@ demo: deps build
 bench: deps build
 	bash scripts/run-bench.sh
 
-# The compose appliance end to end (docker-compose.yml, both Dockerfiles) under rootful podman with
-# local stand-in base images; as root, minutes not seconds: never part of `make test`.
+# The compose appliance (scripts/compose.sh): Docker where its engine answers, else rootful podman with
+# local stand-in base images. Settings: NATSFS_DATA=DIR SERVERS=N CLUSTER=1 GRAFANA=1 (see the script).
+up:
+	bash scripts/compose.sh up
+
+down:
+	bash scripts/compose.sh down
+
+logs:
+	bash scripts/compose.sh logs
+
+ps:
+	bash scripts/compose.sh ps
+
+# NATSFS_DATA/pki (the CA key too) into ./natsfs-ca-TIME.tar.gz, mode 600.
+ca-backup:
+	bash scripts/compose.sh ca-backup
+
+# The compose appliance end to end under rootful podman (also the `compose` group of `make test`).
 compose-test:
 	bash scripts/compose-test.sh
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds local stand-ins for the base images docker-compose.yml and the Dockerfiles name, for a machine
 # that has podman but no registry: debian:bookworm-slim (debootstrap), node:20-bookworm-slim (that plus
-# this machine's node and npm), nats (Debian's nats-server) and prom/prometheus (Debian's prometheus).
+# this machine's node and npm), nats:2.10-alpine (Debian's nats-server) and prom/prometheus (Debian's
+# prometheus); the last two get wget, which their real (busybox) images have and the healthchecks use.
 # Podman uses a local image of the right name instead of pulling, so the project's files stay unchanged.
 # Grafana has no Debian package: it gets no stand-in.
 #
 # Usage: compose-standins.sh CACHE_DIR
 #   Runs `podman` against whatever store the caller's environment selects (CONTAINERS_CONF,
 #   CONTAINERS_STORAGE_CONF). The debootstrap root file system, the slow part, is kept in CACHE_DIR
-#   and reused; delete CACHE_DIR/bookworm-rootfs.tar to build it again.
+#   and reused; delete CACHE_DIR/bookworm-rootfs.tar to build it again. When every stand-in is in the
+#   store already nothing is rebuilt (a new import would invalidate every build cached on top of it);
+#   NATSFS_STANDINS_REBUILD=1 rebuilds them.
 set -euo pipefail
 
 cache_dir=${1:?usage: compose-standins.sh CACHE_DIR}
@@ -17,8 +20,21 @@ mkdir -p "$cache_dir"
 # Image names: keep in step with docker-compose.yml and the Dockerfiles' FROM lines.
 DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 NODE_IMAGE=docker.io/library/node:20-bookworm-slim
-NATS_IMAGE=docker.io/library/nats:2.10
+NATS_IMAGE=docker.io/library/nats:2.10-alpine
 PROMETHEUS_IMAGE=docker.io/prom/prometheus:v2.53.4
+# Not a real image: the layer with wget that the two above share.
+TOOLS_IMAGE=localhost/natsfs-standin-tools:latest
+
+all_present() {
+  local image
+  for image in "$DEBIAN_IMAGE" "$NODE_IMAGE" "$TOOLS_IMAGE" "$NATS_IMAGE" "$PROMETHEUS_IMAGE"; do
+    podman image exists "$image" || return 1
+  done
+}
+if [ "${NATSFS_STANDINS_REBUILD:-0}" != 1 ] && all_present; then
+  echo "standins: already in the store"
+  exit 0
+fi
 
 # The mirror apt already uses here: the only Debian mirror this machine can reach.
 debian_mirror() {
@@ -77,29 +93,36 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
 ENV NODE_EXTRA_CA_CERTS=/usr/local/share/standin-ca.crt npm_config_nodedir=/usr/local
 CMD ["node"]
 EOF
+# The real nats and prometheus images are busybox-based: wget is there for healthchecks.
+mkdir -p "$context/tools"
+build_image "$TOOLS_IMAGE" "$context/tools" <<EOF
+FROM $DEBIAN_IMAGE
+RUN apt-get update && apt-get install -y --no-install-recommends wget && rm -rf /var/lib/apt/lists/*
+EOF
 
-# nats: the official image is nats-server alone at /nats-server as its entry point.
+# nats:2.10-alpine: nats-server in /usr/local/bin (the compose file names it as the entry point).
 mkdir -p "$context/nats"
 cp "$(command -v nats-server)" "$context/nats/nats-server"
 build_image "$NATS_IMAGE" "$context/nats" <<EOF
-FROM $DEBIAN_IMAGE
-COPY nats-server /nats-server
+FROM $TOOLS_IMAGE
+COPY nats-server /usr/local/bin/nats-server
 EXPOSE 4222 8222 6222
-ENTRYPOINT ["/nats-server"]
-CMD ["--config", "nats-server.conf"]
+ENTRYPOINT ["/usr/local/bin/nats-server"]
+CMD ["--config", "/etc/nats/nats-server.conf"]
 EOF
 
-# prom/prometheus: /bin/prometheus as the entry point, data in /prometheus.
+# prom/prometheus: /bin/prometheus as the entry point, data in /prometheus, run as nobody.
 mkdir -p "$context/prometheus"
 cp "$(command -v prometheus)" "$context/prometheus/prometheus"
 build_image "$PROMETHEUS_IMAGE" "$context/prometheus" <<EOF
-FROM $DEBIAN_IMAGE
+FROM $TOOLS_IMAGE
 COPY prometheus /bin/prometheus
-RUN mkdir -p /prometheus /etc/prometheus
+RUN mkdir -p /prometheus /etc/prometheus && chown nobody:nogroup /prometheus
+USER nobody
 WORKDIR /prometheus
 EXPOSE 9090
 ENTRYPOINT ["/bin/prometheus"]
 CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
 EOF
 
-echo "standins: built $DEBIAN_IMAGE $NODE_IMAGE $NATS_IMAGE $PROMETHEUS_IMAGE"
+echo "standins: built $DEBIAN_IMAGE $NODE_IMAGE $TOOLS_IMAGE $NATS_IMAGE $PROMETHEUS_IMAGE"
