@@ -1,0 +1,147 @@
+// The file systems the benchmark compares, each started fresh and stopped after its rows: the local
+// disk (the ceiling), sshfs over loopback against a private sshd, natsfs over mutual TLS as deployed,
+// and the no-op fuse-native file system (the adapter's ceiling).
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { isFuseMounted, startStack, stopProcess, unmount, type Stack } from "../../helpers/mount.js";
+import { freePort } from "../../helpers/ports.js";
+import { start, waitFor, type Started } from "../../helpers/processes.js";
+import { mustRun, recordPid } from "./system.js";
+
+export interface Target {
+  /** Column key in the results. */
+  key: string;
+  /** Column heading. */
+  label: string;
+  /** Where the workloads run. */
+  dir: string;
+  /**
+   * The same directory on the local disk, when there is one: large inputs are laid out and results
+   * removed there, so that preparing and cleaning up is not measured.
+   */
+  backingDir?: string;
+  /** The process serving the mount, whose peak RSS is measured. */
+  daemonPid?: number;
+  stop(): Promise<void>;
+}
+
+export interface NatsfsTarget extends Target {
+  stack: Stack;
+  /** natsfs server's /metrics, from which the data path's message sizes are read. */
+  serverMetricsUrl: string;
+}
+
+const MOUNT_TIMEOUT_MS = 20_000;
+const NOOP_FS = resolve(dirname(fileURLToPath(import.meta.url)), "../noop-fs.ts");
+
+/** A started process that the runner's trap may kill by PID. */
+function startRecorded(command: string, args: string[]): Started {
+  const proc = start(command, args);
+  recordPid(proc.pid);
+  return proc;
+}
+
+/** Waits until the kernel shows a FUSE mount served by `proc`; fails at once if `proc` exits first. */
+async function waitForMount(what: string, proc: Started, mountpoint: string): Promise<void> {
+  const exitedEarly = () => proc.child.exitCode !== null || proc.child.signalCode !== null;
+  await waitFor(what, async () => exitedEarly() || (await isFuseMounted(mountpoint)), MOUNT_TIMEOUT_MS);
+  if (exitedEarly()) throw new Error(`${what}: the process exited before the mount was live:\n${proc.output()}`);
+}
+
+/** Unmounts, then stops the mount's own process. */
+async function stopMount(mountpoint: string, ...procs: Started[]): Promise<void> {
+  await unmount(mountpoint);
+  for (const proc of procs) await stopProcess(proc);
+}
+
+export function localTarget(): Target {
+  const dir = mkdtempSync(join(tmpdir(), "local-"));
+  return { key: "local", label: "local disk", dir, backingDir: dir, stop: async () => undefined };
+}
+
+/** sshfs over loopback against a private sshd (its own host key, client key and config), sshfs's default caching. */
+export async function sshfsTarget(): Promise<Target> {
+  for (const binary of ["/usr/sbin/sshd", "/usr/bin/sshfs"]) {
+    if (!existsSync(binary)) throw new Error(`${binary} is missing (apt-get install sshfs openssh-server)`);
+  }
+  const root = mkdtempSync(join(tmpdir(), "sshfs-"));
+  const exportDir = join(root, "export");
+  const mountpoint = join(root, "mnt");
+  mkdirSync(exportDir);
+  mkdirSync(mountpoint);
+  mkdirSync("/run/sshd", { recursive: true });
+  const keygen = (name: string) => mustRun("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(root, name)], 10_000);
+  await keygen("host_key");
+  await keygen("client_key");
+  const port = await freePort();
+  writeFileSync(
+    join(root, "sshd_config"),
+    [
+      `ListenAddress 127.0.0.1:${port}`,
+      `HostKey ${join(root, "host_key")}`,
+      `AuthorizedKeysFile ${join(root, "client_key.pub")}`,
+      "PermitRootLogin prohibit-password",
+      "PasswordAuthentication no",
+      "StrictModes no",
+      "Subsystem sftp internal-sftp",
+      `PidFile ${join(root, "sshd.pid")}`,
+    ].join("\n") + "\n",
+  );
+  const sshd = startRecorded("/usr/sbin/sshd", ["-D", "-e", "-f", join(root, "sshd_config")]);
+  let sshfs: Started | undefined;
+  try {
+    await waitFor("sshd to listen", () => sshd.output().includes("listening") || sshd.child.exitCode !== null, 10_000);
+    const options = `IdentityFile=${join(root, "client_key")},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes`;
+    sshfs = startRecorded("sshfs", ["-f", "-p", String(port), "-o", options, `root@127.0.0.1:${exportDir}`, mountpoint]);
+    await waitForMount("sshfs mount", sshfs, mountpoint);
+  } catch (err) {
+    await stopMount(mountpoint, ...(sshfs ? [sshfs] : []), sshd);
+    throw new Error(`${(err as Error).message}\n--- sshd ---\n${sshd.output()}`);
+  }
+  return {
+    key: "sshfs",
+    label: "sshfs",
+    dir: mountpoint,
+    backingDir: exportDir,
+    daemonPid: sshfs.pid,
+    stop: () => stopMount(mountpoint, sshfs, sshd),
+  };
+}
+
+/** natsfs as deployed: nats-server with mutual TLS and the rendered policy, `natsfs server`, `natsfs mount`. */
+export async function natsfsTarget(extraMountArgs: string[] = []): Promise<NatsfsTarget> {
+  const serverMetricsPort = await freePort();
+  const stack = await startStack({ insecure: false, extraServerArgs: ["--metrics-port", String(serverMetricsPort)], extraMountArgs });
+  for (const proc of [stack.nats, ...stack.servers, stack.mount]) recordPid(proc.pid);
+  return {
+    key: "natsfs",
+    label: "natsfs (TLS)",
+    dir: stack.mountpoint,
+    backingDir: stack.exportDir,
+    daemonPid: stack.mount.pid,
+    stack,
+    serverMetricsUrl: `http://127.0.0.1:${serverMetricsPort}/metrics`,
+    stop: () => stack.teardown(),
+  };
+}
+
+/** The no-op in-memory fuse-native file system with kernel attribute and entry timeouts of `attrTimeoutS`. */
+export async function noopTarget(attrTimeoutS: number): Promise<Target> {
+  const mountpoint = mkdtempSync(join(tmpdir(), "noop-"));
+  const proc = startRecorded(process.execPath, ["--import", "tsx", NOOP_FS, "--attr-timeout", String(attrTimeoutS), mountpoint]);
+  try {
+    await waitForMount("no-op fs mount", proc, mountpoint);
+  } catch (err) {
+    await stopMount(mountpoint, proc);
+    throw err;
+  }
+  return {
+    key: `noop-${attrTimeoutS}`,
+    label: attrTimeoutS === 0 ? "no-op fs, kernel caches off" : `no-op fs, kernel caches ${attrTimeoutS} s`,
+    dir: mountpoint,
+    daemonPid: proc.pid,
+    stop: () => stopMount(mountpoint, proc),
+  };
+}
