@@ -14,6 +14,7 @@ import {
   decodeReply,
   encodeRequest,
   errnoName,
+  inboxPrefix,
   requestSubject,
   sealFrame,
   type OpArgs,
@@ -42,11 +43,25 @@ interface CallOptions {
   id?: string;
 }
 
+/** One connection per identity, with that identity's own inbox prefix: servers answer nowhere else. */
+const requesters = new Map<string, Promise<NatsConnection>>();
+function requester(identity: string): Promise<NatsConnection> {
+  let connection = requesters.get(identity);
+  if (connection === undefined) requesters.set(identity, (connection = connect({ servers: nats.url, inboxPrefix: inboxPrefix(identity) })));
+  return connection;
+}
+
+/** A well-formed request frame with a deadline well in the future. */
+function frameFor(id: string, args: unknown, subject: string): Uint8Array {
+  return encodeRequest({ id, deadline: Date.now() + 60_000, args } as never, subject);
+}
+
 async function call<O extends OpName>(op: O, args: OpArgs<O>, options: CallOptions = {}): Promise<Reply<OpResult<O>>> {
-  const subject = requestSubject(options.exportName ?? "home", options.identity ?? "alice", op, options.instance);
+  const identity = options.identity ?? "alice";
+  const subject = requestSubject(options.exportName ?? "home", identity, op, options.instance);
   const id = options.id ?? `test:${++sequence}`;
-  const message = await nc.request(subject, encodeRequest({ id, args }, subject), { timeout: 5000 });
-  return decodeReply<OpResult<O>>(message.data, message.subject);
+  const message = await (await requester(identity)).request(subject, frameFor(id, args, subject), { timeout: 5000 });
+  return decodeReply<OpResult<O>>(message.data, message.subject, id);
 }
 
 /** Calls a handle-bound op on the instance that owns the handle. */
@@ -86,10 +101,11 @@ before(async () => {
   ];
   const open = openPolicy(exports);
   const policy: AccessPolicy = { grant: (identity, name) => (identity === "mallory" ? undefined : identity === "reader" ? "ro" : open.grant(identity, name)) };
-  server = await startServer({ nc, exports, policy, version: "0.0.0", logger: pino({ level: "silent" }) });
+  server = await startServer({ nc, exports, policy, logger: pino({ level: "silent" }) });
 });
 
 after(async () => {
+  for (const connection of requesters.values()) await (await connection).close();
   await server?.stop();
   await nc?.close();
   await nats?.stop();
@@ -144,13 +160,19 @@ describe("server ops over NATS", () => {
     assert.equal(readFileSync(join(home, "log"), "utf8"), "one\ntwo\n");
   });
 
-  it("readdir lists a snapshot with . and ..", async () => {
+  it("readdir lists . and .. and every entry with its attributes", async () => {
     mkdirSync(join(home, "listing"));
-    for (const name of ["a", "b", "c"]) writeFileSync(join(home, "listing", name), name);
+    for (const name of ["a", "bb", "ccc"]) writeFileSync(join(home, "listing", name), name);
     const dir = await ok(call("opendir", { path: "/listing" }));
     const page = await ok(callOn(dir, "readdir", { offset: 0 }));
-    assert.deepEqual([...page.names].sort(), [".", "..", "a", "b", "c"]);
+    assert.deepEqual(page.entries.map((e) => e.name).sort(), [".", "..", "a", "bb", "ccc"]);
+    for (const entry of page.entries.filter((e) => e.name.length > 0 && !e.name.startsWith("."))) {
+      assert.equal(entry.stat?.size, entry.name.length, `attributes of ${entry.name}`);
+      assert.equal(entry.stat?.ino, lstatSync(join(home, "listing", entry.name)).ino);
+    }
     assert.equal(page.next, undefined);
+    const again = await ok(callOn(dir, "readdir", { offset: 0 }));
+    assert.equal(again.entries.length, 5, "reading from offset 0 again restarts the listing");
     await ok(callOn(dir, "releasedir", {}));
     await fails(callOn(dir, "readdir", { offset: 0 }), "ESTALE");
   });
@@ -164,8 +186,9 @@ describe("server ops over NATS", () => {
     let offset: number | undefined = 0;
     let pages = 0;
     while (offset !== undefined) {
-      const page: { names: string[]; next?: number } = await ok(callOn(dir, "readdir", { offset }));
-      names.push(...page.names);
+      const page = await ok(callOn(dir, "readdir", { offset }));
+      assert.ok(page.next === undefined || page.next > offset, "every page moves the offset forward");
+      names.push(...page.entries.map((e) => e.name));
       offset = page.next;
       pages += 1;
     }
@@ -357,9 +380,11 @@ describe("requests that must be refused", () => {
 
   it("malformed frames get error replies and the server stays up", async () => {
     const subject = requestSubject("home", "alice", "getattr");
+    const alice = await requester("alice");
+    // Replies to requests the server could not read carry no request id.
     const send = async (target: string, frame: Uint8Array) => {
-      const message = await nc.request(target, frame, { timeout: 5000 });
-      return decodeReply(message.data, message.subject);
+      const message = await alice.request(target, frame, { timeout: 5000 });
+      return decodeReply(message.data, message.subject, "");
     };
     const garbage = await send(subject, randomBytes(64));
     assert.equal(errnoName(garbage.errno), "EBADMSG");
@@ -369,11 +394,13 @@ describe("requests that must be refused", () => {
     assert.equal(sealedGarbage.damaged, undefined);
     const notAMap = await send(subject, encodeRequest([1, 2, 3] as never, subject));
     assert.equal(errnoName(notAMap.errno), "EINVAL");
+    const noDeadline = await send(subject, encodeRequest({ id: "x:2", args: { path: "/" } } as never, subject));
+    assert.equal(errnoName(noDeadline.errno), "EINVAL");
     await fails(call("getattr", { path: 42 } as never), "EINVAL");
     await fails(call("read", { handle: "1", offset: 0, length: 1 } as never), "EINVAL");
     await fails(call("write", { handle: 1, offset: 0, data: "text" } as never, { instance: server.instance }), "EINVAL");
-    const unknownOp = await send("natsfs.home.alice.format", encodeRequest({ id: "x:1", args: {} } as never, "natsfs.home.alice.format"));
-    assert.equal(errnoName(unknownOp.errno), "ENOSYS");
+    // Not a request subject of the protocol: ignored, like a request without a reply subject.
+    await assert.rejects(alice.request("natsfs.home.alice.format", frameFor("x:1", {}, "natsfs.home.alice.format"), { timeout: 500 }), { code: "TIMEOUT" });
     nc.publish(subject, randomBytes(10)); // no reply subject: ignored
     await ok(call("getattr", { path: "/" }));
   });
@@ -382,16 +409,17 @@ describe("requests that must be refused", () => {
     writeFileSync(join(home, "intact"), "original");
     const handle = await ok(call("openw", { path: "/intact", flags: constants.O_RDWR }));
     const subject = requestSubject("home", "alice", "write", handle.instance);
-    const frame = encodeRequest({ id: `test:${++sequence}`, args: { handle: handle.handle, offset: 0, data: Buffer.from("REPLACED") } }, subject);
+    const alice = await requester("alice");
+    const frame = frameFor(`test:${++sequence}`, { handle: handle.handle, offset: 0, data: Buffer.from("REPLACED") }, subject);
     const damaged = Uint8Array.from(frame);
     damaged[frame.length - 8]! ^= 0x20; // inside the data: still valid msgpack, different bytes
-    const answer = await nc.request(subject, damaged, { timeout: 5000 });
-    const reply = decodeReply(answer.data, answer.subject);
+    const answer = await alice.request(subject, damaged, { timeout: 5000 });
+    const reply = decodeReply(answer.data, answer.subject, "");
     assert.equal(reply.damaged, true);
     assert.equal(errnoName(reply.errno), "EBADMSG");
-    const sealedForAnother = encodeRequest({ id: `test:${++sequence}`, args: { handle: handle.handle, offset: 0, data: Buffer.from("REPLACED") } }, `${subject}.other`);
-    const misdelivered = await nc.request(subject, sealedForAnother, { timeout: 5000 });
-    assert.equal(decodeReply(misdelivered.data, misdelivered.subject).damaged, true);
+    const sealedForAnother = frameFor(`test:${++sequence}`, { handle: handle.handle, offset: 0, data: Buffer.from("REPLACED") }, `${subject}.other`);
+    const misdelivered = await alice.request(subject, sealedForAnother, { timeout: 5000 });
+    assert.equal(decodeReply(misdelivered.data, misdelivered.subject, "").damaged, true);
     assert.equal(readFileSync(join(home, "intact"), "utf8"), "original", "a damaged write reached the disk");
     await ok(callOn(handle, "write", { offset: 0, data: Buffer.from("REPLACED") }));
     assert.equal(readFileSync(join(home, "intact"), "utf8"), "REPLACED");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fstatSync, openSync } from "node:fs";
+import { closeSync, fstatSync, openSync } from "node:fs";
 import { describe, it } from "node:test";
 import { ERRNO, FsError } from "../src/protocol/index.js";
 import { parseArgs } from "../src/server/args.js";
@@ -7,7 +7,7 @@ import { ExportSpecError, openPolicy, parseExportSpec, parseExportSpecs } from "
 import { PathRefused, pathComponents } from "../src/server/confine.js";
 import { DuplicateRequestCache } from "../src/server/drc.js";
 import { HandleTable } from "../src/server/handles.js";
-import { mkfifoErrno, utimeSeconds } from "../src/server/export.js";
+import { utimeSeconds } from "../src/server/export.js";
 
 function errnoOfCall(fn: () => unknown): number | undefined {
   try {
@@ -141,14 +141,6 @@ describe("DuplicateRequestCache", () => {
   });
 });
 
-describe("mkfifoErrno", () => {
-  it("maps mkfifo's messages", () => {
-    assert.equal(mkfifoErrno("mkfifo: cannot create fifo 'x': File exists\n"), ERRNO.EEXIST);
-    assert.equal(mkfifoErrno("mkfifo: cannot create fifo 'x': No space left on device\n"), ERRNO.ENOSPC);
-    assert.equal(mkfifoErrno("something else"), ERRNO.EIO);
-  });
-});
-
 describe("utimeSeconds", () => {
   it("survives libuv's truncation to nanoseconds as the same millisecond", () => {
     for (let ms = 1_400_086_400_000; ms < 1_400_086_401_000; ms += 1) {
@@ -164,7 +156,7 @@ describe("utimeSeconds", () => {
 });
 
 describe("HandleTable", () => {
-  const fileEntry = (identity = "alice") => ({ kind: "file" as const, fd: openSync("/dev/null", "r"), path: "/f", flags: 0, identity });
+  const fileEntry = (identity = "alice") => ({ kind: "file" as const, fd: openSync("/dev/null", "r"), path: "/f", flags: 0, identity, client: "c1" });
   const isOpen = (fd: number) => {
     try {
       fstatSync(fd);
@@ -174,8 +166,15 @@ describe("HandleTable", () => {
     }
   };
 
+  /** A budget that never refuses, counting what it holds. */
+  const budget = () => {
+    const held = { bytes: 0, hold: (n: number) => ((held.bytes += n), true), unhold: (n: number) => void (held.bytes -= n) };
+    return held;
+  };
+  const limits = (perExport: number, perIdentity = perExport) => ({ perExport, perIdentity, bytesPerHandle: 100 });
+
   it("hands out handles per identity and kind", async () => {
-    const table = new HandleTable(4, () => {});
+    const table = new HandleTable(limits(4), budget(), () => {});
     const entry = fileEntry();
     const handle = table.add(entry);
     assert.equal(table.get(handle, "file", "alice"), entry);
@@ -186,9 +185,9 @@ describe("HandleTable", () => {
     assert.equal(isOpen(entry.fd), false);
   });
 
-  it("closes the least recently used idle handle when full, EMFILE when all are busy", async () => {
+  it("closes the least recently used idle handle when full, ENFILE when all are busy", async () => {
     const evicted: string[] = [];
-    const table = new HandleTable(2, () => {}, (entry) => evicted.push(entry.path));
+    const table = new HandleTable(limits(2), budget(), () => {}, (entry) => evicted.push(entry.path));
     const first = { ...fileEntry(), path: "/first" };
     const second = { ...fileEntry(), path: "/second" };
     const a = table.add(first);
@@ -201,7 +200,7 @@ describe("HandleTable", () => {
     let finish!: () => void;
     const busyA = table.use(a, "file", "alice", () => new Promise<void>((resolve) => (finish = resolve)));
     const busyC = table.use(c, "file", "alice", async () => {
-      assert.throws(() => table.add(fileEntry()), (err: FsError) => err.errno === ERRNO.EMFILE);
+      assert.throws(() => table.add(fileEntry()), (err: FsError) => err.errno === ERRNO.ENFILE);
     });
     await busyC;
     // Released while an op still uses it: the fd stays open until that op is done.
@@ -212,5 +211,40 @@ describe("HandleTable", () => {
     assert.equal(isOpen(first.fd), false);
     await table.closeAll();
     assert.equal(table.size, 0);
+  });
+
+  it("bounds each identity on its own: a flooding identity evicts only its own handles", async () => {
+    const held = budget();
+    const table = new HandleTable(limits(8, 3), held, () => {});
+    const bobs = [table.add({ ...fileEntry(), identity: "bob" }), table.add({ ...fileEntry(), identity: "bob" })];
+    for (let i = 0; i < 50; i++) table.add({ ...fileEntry(), identity: "alice" });
+    assert.equal(table.size, 5, "alice holds at most 3, bob keeps his 2");
+    for (const handle of bobs) table.get(handle, "file", "bob");
+    assert.equal(held.bytes, 500, "every handle is charged to the budget, and evicted ones are given back");
+    await table.closeAll();
+    assert.equal(held.bytes, 0);
+  });
+
+  it("refuses a handle with ENFILE when the process budget is spent", () => {
+    const table = new HandleTable(limits(8), { hold: () => false, unhold: () => {} }, () => {});
+    const entry = fileEntry();
+    assert.throws(() => table.add(entry), (err: FsError) => err.errno === ERRNO.ENFILE);
+    closeSync(entry.fd);
+  });
+
+  it("reclaims the idle handles of clients whose lease lapsed", async () => {
+    const table = new HandleTable(limits(8), budget(), () => {});
+    table.add({ ...fileEntry(), client: "gone" });
+    const kept = table.add({ ...fileEntry(), client: "alive" });
+    const busy = table.add({ ...fileEntry(), client: "gone" });
+    let finish!: () => void;
+    const using = table.use(busy, "file", "alice", () => new Promise<void>((resolve) => (finish = resolve)));
+    assert.equal(table.reclaim((client) => client === "gone"), 1, "a handle in use is not reclaimed under its op");
+    assert.equal(table.owner(kept, "alice"), "alive");
+    finish();
+    await using;
+    assert.equal(table.reclaim((client) => client === "gone"), 1);
+    assert.equal(table.size, 1);
+    await table.closeAll();
   });
 });

@@ -12,6 +12,7 @@ import {
   CLIENT_OPEN_FLAGS,
   DamagedFrameError,
   DecodeError,
+  MisdirectedReplyError,
   ERRNO,
   FsError,
   OPS,
@@ -155,7 +156,7 @@ describe("codec", () => {
 
   it("round-trips a request with binary data kept as raw bytes, not base64", () => {
     const data = randomBytes(256 * 1024);
-    const frame = encodeRequest({ id: "client:7", args: { handle: 3, offset: 4096, data } }, SUBJECT);
+    const frame = encodeRequest({ id: "client:7", deadline: 1e13, args: { handle: 3, offset: 4096, data } }, SUBJECT);
     assert.ok(frame.length >= data.length && frame.length < data.length + 128, `frame of ${frame.length} bytes`);
     const decoded = decodeRequest(frame, SUBJECT);
     assert.equal(decoded.id, "client:7");
@@ -167,17 +168,17 @@ describe("codec", () => {
 
   it("round-trips replies sealed for the inbox, dropping undefined fields", () => {
     const value = Uint8Array.of(0, 1, 2, 255);
-    const frame = sealFrame(encodeReply({ errno: 0, instance: "i1", epoch: "e1", result: value, message: undefined }), INBOX);
-    const reply = decodeReply<Uint8Array>(frame, INBOX);
-    assert.deepEqual(reply, { errno: 0, instance: "i1", epoch: "e1", result: value });
+    const frame = sealFrame(encodeReply({ id: "c:1", errno: 0, instance: "i1", epoch: "e1", result: value, message: undefined }), INBOX);
+    const reply = decodeReply<Uint8Array>(frame, INBOX, "c:1");
+    assert.deepEqual(reply, { id: "c:1", errno: 0, instance: "i1", epoch: "e1", result: value });
     assert.ok(!("message" in reply));
-    const failed = decodeReply(sealFrame(encodeReply({ errno: ERRNO.ENOENT!, instance: "i1", epoch: "e1", message: "no such file" }), INBOX), INBOX);
+    const failed = decodeReply(sealFrame(encodeReply({ id: "c:1", errno: ERRNO.ENOENT!, instance: "i1", epoch: "e1", message: "no such file" }), INBOX), INBOX, "c:1");
     assert.equal(failed.errno, ERRNO.ENOENT);
     assert.equal(failed.message, "no such file");
   });
 
   it("catches every single-bit error and burst in a sealed frame as damage", () => {
-    const frame = encodeRequest({ id: "client:7", args: { handle: 3, offset: 0, data: randomBytes(4096) } }, SUBJECT);
+    const frame = encodeRequest({ id: "client:7", deadline: 1e13, args: { handle: 3, offset: 0, data: randomBytes(4096) } }, SUBJECT);
     for (let bit = 0; bit < frame.length * 8; bit += 7) {
       const flipped = Uint8Array.from(frame);
       flipped[bit >> 3]! ^= 1 << (bit & 7);
@@ -190,12 +191,28 @@ describe("codec", () => {
     for (const short of [new Uint8Array(0), Uint8Array.of(1, 2, 3)]) assert.throws(() => decodeRequest(short, SUBJECT), DamagedFrameError);
   });
 
+  it("refuses a reply that answers another request, even sealed for our inbox", () => {
+    const forged = sealFrame(encodeReply({ id: "bob:9", errno: 0, instance: "i1", epoch: "e1", result: null }), INBOX);
+    assert.throws(() => decodeReply(forged, INBOX, "alice:1"), MisdirectedReplyError);
+    const unlabelled = sealFrame(encodeReply({ errno: 0, instance: "i1", epoch: "e1", result: null } as never), INBOX);
+    assert.throws(() => decodeReply(unlabelled, INBOX, "alice:1"), MisdirectedReplyError);
+    // A "damaged" answer only asks for a re-send: accepted whatever its id.
+    const damaged = sealFrame(encodeReply({ id: "", errno: ERRNO.EBADMSG!, instance: "i1", epoch: "e1", damaged: true }), INBOX);
+    assert.equal(decodeReply(damaged, INBOX, "alice:1").damaged, true);
+  });
+
+  it("refuses a request without a deadline", () => {
+    const frame = encodeRequest({ id: "c:1", args: { path: "/a" } } as never, SUBJECT);
+    assert.throws(() => decodeRequest(frame, SUBJECT), /deadline/);
+    assert.equal(decodeRequest(encodeRequest({ id: "c:1", deadline: 5, args: { path: "/a" } }, SUBJECT), SUBJECT).deadline, 5);
+  });
+
   it("catches a frame delivered on a subject other than the one it was sealed for", () => {
-    const request = encodeRequest({ id: "c:1", args: { path: "/a" } }, SUBJECT);
+    const request = encodeRequest({ id: "c:1", deadline: 1e13, args: { path: "/a" } }, SUBJECT);
     assert.throws(() => decodeRequest(request, "natsfs.data.alice.unlink"), DamagedFrameError);
-    const reply = sealFrame(encodeReply({ errno: 0, instance: "i1", epoch: "e1", result: null }), INBOX);
-    assert.throws(() => decodeReply(reply, "_INBOX.abc.8"), DamagedFrameError);
-    assert.equal(decodeReply(reply, INBOX).errno, 0);
+    const reply = sealFrame(encodeReply({ id: "c:1", errno: 0, instance: "i1", epoch: "e1", result: null }), INBOX);
+    assert.throws(() => decodeReply(reply, "_INBOX.abc.8", "c:1"), DamagedFrameError);
+    assert.equal(decodeReply(reply, INBOX, "c:1").errno, 0);
   });
 
   it("throws DecodeError for random bytes, sealed or not", () => {
@@ -210,14 +227,14 @@ describe("codec", () => {
       } catch (err) {
         assert.ok(err instanceof DecodeError && !(err instanceof DamagedFrameError), `not a plain DecodeError: ${String(err)}`);
       }
-      assert.throws(() => decodeReply(sealFrame(body, INBOX), INBOX), DecodeError);
+      assert.throws(() => decodeReply(sealFrame(body, INBOX), INBOX, "c:1"), DecodeError);
     }
   });
 
   it("throws DecodeError for values that are not maps", () => {
     for (const value of [null, 42, "text", [1, 2, 3], true]) {
       assert.throws(() => decodeRequest(sealed(value), SUBJECT), DecodeError, JSON.stringify(value));
-      assert.throws(() => decodeReply(sealed(value, INBOX), INBOX), DecodeError, JSON.stringify(value));
+      assert.throws(() => decodeReply(sealed(value, INBOX), INBOX, "c:1"), DecodeError, JSON.stringify(value));
     }
     assert.throws(() => decodeRequest(sealFrame(new Uint8Array(0), SUBJECT), SUBJECT), DecodeError);
   });
@@ -244,7 +261,7 @@ describe("codec", () => {
       { errno: 0, epoch: "e" },
       { errno: 0, instance: "i" },
     ]) {
-      assert.throws(() => decodeReply(sealed(value, INBOX), INBOX), DecodeError, JSON.stringify(value));
+      assert.throws(() => decodeReply(sealed(value, INBOX), INBOX, "c:1"), DecodeError, JSON.stringify(value));
     }
   });
 
@@ -274,10 +291,10 @@ describe("codec", () => {
   });
 
   it("refuses trailing bytes and keeps decoding after a failure", () => {
-    const body = encode({ id: "c:1", args: { path: "/a" } });
+    const body = encode({ id: "c:1", deadline: 7, args: { path: "/a" } });
     assert.throws(() => decodeRequest(sealFrame(Buffer.concat([body, Uint8Array.of(0x00)]), SUBJECT), SUBJECT), DecodeError);
     assert.throws(() => decodeRequest(sealFrame(body.subarray(0, body.length - 2), SUBJECT), SUBJECT), DecodeError);
-    assert.deepEqual(decodeRequest(sealFrame(body, SUBJECT), SUBJECT), { id: "c:1", args: { path: "/a" } });
+    assert.deepEqual(decodeRequest(sealFrame(body, SUBJECT), SUBJECT), { id: "c:1", deadline: 7, args: { path: "/a" } });
   });
 });
 

@@ -73,8 +73,8 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
   const { discoverExports, mountExports } = await import("../client/index.js");
   const { nc, identity } = await connectBus(flags, `natsfs-mount ${mountpoint}`);
   try {
-    const exports = flags.all ? await discoverExports(nc) : flags.export!;
-    if (exports.length === 0) throw new Error("no server announces any export on this bus");
+    const exports = flags.all ? await discoverExports(nc, identity) : flags.export!;
+    if (exports.length === 0) throw new Error(`no server on this bus serves an export granted to identity "${identity}"`);
     const clientId = randomId();
     const metrics = createClientMetrics({ exportNames: exports, identity, version: VERSION, instance: clientId });
     if (flags.pki !== undefined && !flags.insecure) {

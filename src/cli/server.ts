@@ -19,7 +19,7 @@ interface ServerFlags extends BusFlags {
 
 interface Exports {
   exports: ExportConfig[];
-  policy: AccessPolicy;
+  policy: ReloadablePolicy;
   /** Identities the policy names, to bound metric labels; undefined with --export flags. */
   knownIdentities?: string[];
 }
@@ -42,16 +42,50 @@ function exportsFrom(flags: ServerFlags): Exports {
     if (flags.identity !== undefined && !servers.includes(flags.identity)) {
       throw new UsageError(`identity "${flags.identity}" is not listed under servers: in ${flags.policy}`);
     }
-    return { exports, policy, knownIdentities: identities.map((i) => i.name) };
+    return { exports, policy: new ReloadablePolicy(policy), knownIdentities: identities.map((i) => i.name) };
   }
   if (specs.length === 0) throw new UsageError("give --export NAME=PATH[:ro] (repeatable) or --policy FILE");
   try {
     const exports = parseExportSpecs(specs);
-    return { exports, policy: openPolicy(exports) };
+    return { exports, policy: new ReloadablePolicy(openPolicy(exports)) };
   } catch (err) {
     if (err instanceof ExportSpecError) throw new UsageError(err.message);
     throw err;
   }
+}
+
+/**
+ * The grants in force, swapped whole on SIGHUP: the server checks every request against the policy it
+ * holds, so a grant revoked in the file (and on the bus by reloading nats-server) stops working here
+ * too without a restart. Exports themselves (names, paths, squash) change only with a restart.
+ */
+class ReloadablePolicy implements AccessPolicy {
+  constructor(private current: AccessPolicy) {}
+
+  grant(identity: string, exportName: string) {
+    return this.current.grant(identity, exportName);
+  }
+
+  replace(next: AccessPolicy): void {
+    this.current = next;
+  }
+}
+
+/** Re-reads the policy file; a file that no longer parses leaves the policy in force unchanged. */
+function reloadOnHangup(file: string, policy: ReloadablePolicy, exports: readonly ExportConfig[]): () => void {
+  const onHangup = () => {
+    try {
+      const next = loadPolicy(file);
+      const moved = exports.filter((e) => next.exports.find((n) => n.name === e.name)?.path !== e.path).map((e) => e.name);
+      policy.replace(next.policy);
+      const note = moved.length > 0 ? ` (export paths changed for ${moved.join(",")}: restart to serve them)` : "";
+      process.stderr.write(`natsfs server: SIGHUP: reloaded the grants of ${file}${note}\n`);
+    } catch (err) {
+      process.stderr.write(`natsfs server: SIGHUP: kept the policy in force: ${(err as Error).message}\n`);
+    }
+  };
+  process.on("SIGHUP", onHangup);
+  return () => process.off("SIGHUP", onHangup);
 }
 
 /** Ready: connected to the bus and every export directory readable. */
@@ -72,7 +106,8 @@ async function runServer(flags: ServerFlags): Promise<void> {
   const { nc, identity } = await connectBus(flags, `natsfs-server ${exports.map((e) => e.name).join(",")}`);
   const metrics = createServerMetrics({ exportNames: exports.map((e) => e.name), identity, version: VERSION, knownIdentities });
   try {
-    const server = await startServer({ nc, exports, policy, version: VERSION, options: { leftoverGraceMs: flags.leftoverGrace * 1000 }, observer: metrics.observer, logger: serverLogger() });
+    const stopReloading = flags.policy === undefined ? () => {} : reloadOnHangup(flags.policy, policy, exports);
+    const server = await startServer({ nc, exports, policy, options: { leftoverGraceMs: flags.leftoverGrace * 1000 }, observer: metrics.observer, logger: serverLogger() });
     metrics.epochStarted(server.instance, server.epoch);
     if (flags.pki !== undefined && !flags.insecure) {
       observeCertificateExpiry(metrics.registry, identity, readFileSync(resolve(flags.pki, `${identity}.pem`)));
@@ -82,6 +117,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
     process.stderr.write(`natsfs server: serving ${exports.map((e) => e.name).join(",")} as instance ${server.instance}${metricsNote}\n`);
     const signal = await untilSignal();
     process.stderr.write(`natsfs server: ${signal}, stopping\n`);
+    stopReloading();
     await server.stop();
     await endpoint?.close();
   } finally {
@@ -94,7 +130,7 @@ export function registerServer(program: Command): void {
     .command("server")
     .description("serve directories on the bus")
     .option("--export <name=path[:ro]>", "export a directory (repeatable); every identity gets rw, or ro with :ro", collect)
-    .option("--policy <file>", "policy file naming exports, identities and grants (instead of --export)")
+    .option("--policy <file>", "policy file naming exports, identities and grants (instead of --export); SIGHUP re-reads its grants")
     .option("--leftover-grace <seconds>", "remove .fuse_hidden* files unchanged this long at start", parseSeconds, DEFAULT_SERVER_OPTIONS.leftoverGraceMs / 1000);
   addBusOptions(command);
   addMetricsOptions(command);

@@ -1,9 +1,13 @@
 import type { OpName } from "../protocol/index.js";
+import type { CacheKind } from "./budget.js";
 
 /** Why the client moved a handle or a request to another server instance. */
 export type FailoverReason = "no_responders" | "timeout" | "stale_handle" | "disconnected";
-export type RetryReason = "timeout" | "no_responders" | "disconnected" | "busy" | "damaged";
+/** "misdirected": a reply that answers another request (forged, or a stray) was refused. "refused": the server was at its admission bounds (EAGAIN). */
+export type RetryReason = "timeout" | "no_responders" | "disconnected" | "busy" | "damaged" | "misdirected" | "refused";
 export type RemapResult = "ok" | "failed";
+/** What became of a change notice: applied, this client's own (skipped), damaged, or possibly missed (reconnect). */
+export type NoticeResult = "applied" | "own" | "damaged" | "missed";
 
 /**
  * What the client's RPC and VFS layers report as they work. The metrics folder implements it with
@@ -22,6 +26,12 @@ export interface ClientObserver {
   exportReachable(exportName: string, reachable: boolean): void;
   openHandles(count: number): void;
   lastError(message: string): void;
+  /** Bytes the memory budget holds for one kind of use, and the budget itself. */
+  cacheBytes(kind: CacheKind, bytes: number): void;
+  cacheLimit(bytes: number): void;
+  /** A lookup in the attribute cache answered without a round trip, or not. */
+  cacheLookup(cache: "attr", hit: boolean): void;
+  changeNotice(result: NoticeResult): void;
 }
 
 export const NULL_CLIENT_OBSERVER: ClientObserver = {
@@ -37,4 +47,8 @@ export const NULL_CLIENT_OBSERVER: ClientObserver = {
   exportReachable() {},
   openHandles() {},
   lastError() {},
+  cacheBytes() {},
+  cacheLimit() {},
+  cacheLookup() {},
+  changeNotice() {},
 };

@@ -11,11 +11,20 @@ export interface ClientOptions {
   /** Capped exponential backoff between attempts. */
   backoffBaseMs: number;
   backoffCapMs: number;
+  /**
+   * How far a server's clock may be behind this client's. An attempt that got no answer is taken as
+   * certainly dead only this long after its deadline (fence.ts); README: what is assumed of clocks.
+   */
+  clockSkewMs: number;
+  /** How often the leases of this client's server handles are renewed (servers reclaim after 90 s). */
+  leaseRenewMs: number;
   /** Hard mount when undefined; otherwise ops fail with EIO after this long. */
   softTimeoutMs: number | undefined;
-  /** Write-behind: acknowledged writes a handle may have in flight before a write waits. */
+  /** Write-behind (writer.ts): messages in flight per file, and how long a partly gathered one waits. */
   writeBehindMaxInFlight: number;
-  writeBehindMaxBytes: number;
+  writeBehindIdleFlushMs: number;
+  /** The mount's one memory budget for cached data, readahead, write-behind and attributes (`--cache-size`). */
+  cacheSizeBytes: number;
   /**
    * Kernel attribute and entry cache lifetimes, seconds. libfuse 2's high-level API gives every name
    * its own kernel inode, so a cached size or link count on one hard link goes stale when the file
@@ -23,10 +32,14 @@ export interface ClientOptions {
    */
   attrTimeoutS: number;
   entryTimeoutS: number;
-  /** How long directory attributes are reused (see dir-attrs.ts). */
-  dirAttrTtlMs: number;
-  /** Readahead (reader.ts): block size and how many blocks a sequential reader gets ahead at most. */
-  readAheadBlockBytes: number;
+  /**
+   * How long cached attributes and names are trusted without a change notice (meta-cache.ts): the bound
+   * on seeing changes made on a server's disk by other programs, like NFS's actimeo (`--actimeo`).
+   */
+  attrCacheMs: number;
+  /** Entries one directory listing may have; a server that sends more is refused (EIO). */
+  maxDirEntries: number;
+  /** Readahead (reader.ts): blocks of the bus's message size a sequential reader gets ahead at most. */
   readAheadMaxBlocks: number;
 }
 
@@ -37,12 +50,15 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   instanceAttempts: 2,
   backoffBaseMs: 50,
   backoffCapMs: 2_000,
+  clockSkewMs: 1_000,
+  leaseRenewMs: 30_000,
   softTimeoutMs: undefined,
   writeBehindMaxInFlight: 8,
-  writeBehindMaxBytes: 8 * 1024 * 1024,
+  writeBehindIdleFlushMs: 20,
+  cacheSizeBytes: 256 * 1024 * 1024,
   attrTimeoutS: 0,
   entryTimeoutS: 1,
-  dirAttrTtlMs: 1_000,
-  readAheadBlockBytes: 128 * 1024,
-  readAheadMaxBlocks: 8,
+  attrCacheMs: 1_000,
+  maxDirEntries: 10_000_000,
+  readAheadMaxBlocks: 16,
 };

@@ -1,4 +1,4 @@
-import { DamagedFrameError, ERRNO, type OpName } from "../protocol/index.js";
+import { DamagedFrameError, ERRNO, MisdirectedReplyError, type OpName } from "../protocol/index.js";
 import type { RetryReason } from "./observer.js";
 
 /**
@@ -33,6 +33,8 @@ export function classifyAttemptError(
 ): AttemptFailure {
   // A damaged frame says nothing about the instance: send the same request again.
   if (err instanceof DamagedFrameError) return { kind: "retry", reason: "damaged" };
+  // Someone else's reply in our inbox: ours may still come, or the request may still run. Ask again.
+  if (err instanceof MisdirectedReplyError) return { kind: "retry", reason: "misdirected" };
   const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
   const message = err instanceof Error ? err.message : String(err);
   switch (code) {

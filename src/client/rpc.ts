@@ -4,6 +4,7 @@ import {
   DamagedFrameError,
   DecodeError,
   ERRNO,
+  MisdirectedReplyError,
   FsError,
   MAX_DATA_BYTES,
   OPS,
@@ -21,6 +22,7 @@ import {
 import type { BusLink } from "./bus-link.js";
 import type { ClientObserver } from "./observer.js";
 import type { ClientOptions } from "./options.js";
+import type { InstanceFence } from "./fence.js";
 import { alreadyDoneErrno, backoffDelay, classifyAttemptError } from "./retry.js";
 
 /** The instance a handle-bound request addressed is gone (restarted, killed or frozen). */
@@ -59,6 +61,7 @@ export class Rpc {
     private readonly ids: RequestIds,
     private readonly observer: ClientObserver,
     private readonly options: ClientOptions,
+    private readonly fence: InstanceFence,
   ) {}
 
   /**
@@ -86,39 +89,56 @@ export class Rpc {
     }
   }
 
+  /** Waits until every attempt this client sent to `instance` and got no answer for is certainly dead. */
+  async fenced(instance: string): Promise<void> {
+    const wait = this.fence.waitMs(instance);
+    if (wait > 0) await sleep(wait);
+  }
+
   private async attempt<O extends OpName & keyof OpTypes>(op: O, args: OpArgs<O>, { instance }: CallOptions): Promise<OpResult<O>> {
     const subject = requestSubject(this.exportName, this.identity, op, instance);
-    const payload = encodeRequest({ id: this.ids.next(), args }, subject);
+    const id = this.ids.next();
     const timeout = SLOW_OPS.has(op)
       ? this.options.slowAttemptTimeoutMs
       : DATA_OPS.has(op)
         ? this.options.dataAttemptTimeoutMs
         : this.options.attemptTimeoutMs;
-    const deadline = this.options.softTimeoutMs === undefined ? Infinity : Date.now() + this.options.softTimeoutMs;
+    const giveUpAt = this.options.softTimeoutMs === undefined ? Infinity : Date.now() + this.options.softTimeoutMs;
     let attempts = 0;
     for (;;) {
-      await this.link.waitConnected(deadline);
+      await this.link.waitConnected(giveUpAt);
       attempts += 1;
+      const deadline = Date.now() + timeout;
+      const answered = instance === undefined || !OPS[op].fenced ? undefined : this.fence.sent(instance, deadline);
       let failure: unknown;
       try {
+        const payload = encodeRequest({ id, deadline, args }, subject);
         const outcome = await this.link.untilDisconnect(this.nc.request(subject, payload, { timeout }));
         if (outcome === "disconnected") {
           failure = Object.assign(new Error("bus disconnected"), { code: "DISCONNECT" });
         } else {
-          return this.unwrap(op, decodeReply<OpResult<O>>(outcome.data, outcome.subject), attempts);
+          const reply = decodeReply<OpResult<O>>(outcome.data, outcome.subject, id);
+          answered?.();
+          return this.unwrap(op, reply, attempts);
         }
       } catch (err) {
         if (err instanceof FsError) throw err;
-        if (err instanceof DecodeError && !(err instanceof DamagedFrameError)) throw new FsError(ERRNO.EIO!, `${op}: ${err.message}`);
+        if (err instanceof DecodeError && !(err instanceof DamagedFrameError) && !(err instanceof MisdirectedReplyError)) {
+          throw new FsError(ERRNO.EIO!, `${op}: ${err.message}`);
+        }
         failure = err;
       }
       const verdict = classifyAttemptError(failure, instance !== undefined, attempts, this.options.instanceAttempts, OPS[op].mutating);
       if (verdict.kind === "fatal") throw new FsError(verdict.errno, `${op} on ${this.exportName}: ${verdict.message}`);
       if (verdict.kind === "instance_gone") throw new InstanceGoneError(instance!, verdict.reason);
       this.observer.retry(op, verdict.reason);
-      if (verdict.reason !== "disconnected" && verdict.reason !== "damaged") this.observer.exportReachable(this.exportName, false);
-      const delay = backoffDelay(attempts, this.options.backoffBaseMs, this.options.backoffCapMs);
-      if (Date.now() + delay > deadline) {
+      if (verdict.reason === "timeout" || verdict.reason === "no_responders") this.observer.exportReachable(this.exportName, false);
+      // An attempt that got no answer may still be executed until its deadline (plus clock skew): it is
+      // not re-sent, possibly to another instance, before then, so it can never land after its retry.
+      const unanswered = verdict.reason === "timeout" || verdict.reason === "disconnected" || verdict.reason === "misdirected";
+      const fenceDelay = unanswered && OPS[op].fenced ? this.fence.deadAfter(deadline) - Date.now() : 0;
+      const delay = Math.max(fenceDelay, backoffDelay(attempts, this.options.backoffBaseMs, this.options.backoffCapMs));
+      if (Date.now() + delay > giveUpAt) {
         throw new FsError(ERRNO.EIO!, `${op} on ${this.exportName}: no answer within the soft-mount timeout`);
       }
       await sleep(delay);

@@ -1,8 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { RequestStrategy, type NatsConnection } from "nats";
-import { ERRNO, FsError, RequestIds, SERVICE_NAME } from "../protocol/index.js";
+import { createInbox, type NatsConnection } from "nats";
+import { ERRNO, FsError, RequestIds, decodeDiscoveryReply, discoverySubject, inboxPrefix, isToken } from "../protocol/index.js";
 import { BusLink } from "./bus-link.js";
+import { InstanceFence } from "./fence.js";
 import { KernelMount } from "./fuse-adapter.js";
+import { followNotices } from "./notices.js";
 import { NULL_CLIENT_OBSERVER, type ClientObserver } from "./observer.js";
 import { DEFAULT_CLIENT_OPTIONS, type ClientOptions } from "./options.js";
 import { Rpc } from "./rpc.js";
@@ -38,10 +40,12 @@ export async function mountExports(request: MountRequest): Promise<MountedExport
   const options = { ...DEFAULT_CLIENT_OPTIONS, ...request.options };
   const link = new BusLink(request.nc, observer);
   const ids = new RequestIds(request.clientId);
-  const rpcs = request.exports.map((name) => new Rpc(request.nc, link, name, request.identity, ids, observer, options));
+  const fence = new InstanceFence(options.clockSkewMs);
+  const rpcs = request.exports.map((name) => new Rpc(request.nc, link, name, request.identity, ids, observer, options, fence));
   const probes = (softTimeoutMs: number) =>
     request.exports.map(
-      (name) => new Rpc(request.nc, link, name, request.identity, ids, NULL_CLIENT_OBSERVER, { ...options, softTimeoutMs, attemptTimeoutMs: Math.min(options.attemptTimeoutMs, softTimeoutMs) }),
+      (name) =>
+        new Rpc(request.nc, link, name, request.identity, ids, NULL_CLIENT_OBSERVER, { ...options, softTimeoutMs, attemptTimeoutMs: Math.min(options.attemptTimeoutMs, softTimeoutMs) }, fence),
     );
   // The first contact is soft even on a hard mount: nothing is open yet that could be lost.
   for (const probe of probes(options.softTimeoutMs ?? 10_000)) {
@@ -58,6 +62,8 @@ export async function mountExports(request: MountRequest): Promise<MountedExport
     });
   }
   const vfs = new Vfs(rpcs, request.exports.length > 1, observer, options);
+  // Notices flow before the kernel sees the mount, so nothing is cached that a change could miss.
+  const stopNotices = await followNotices(request.nc, [...vfs.exports.values()], ids.clientId, observer);
   const kernel = new KernelMount(vfs, {
     mountpoint: request.mountpoint,
     sourceName: `natsfs:${request.exports.join("+")}`,
@@ -77,25 +83,35 @@ export async function mountExports(request: MountRequest): Promise<MountedExport
     }
     return { ready: true };
   };
-  return { vfs, link, probe, unmount: () => kernel.unmount() };
+  const unmount = async () => {
+    await kernel.unmount();
+    stopNotices();
+    vfs.close();
+  };
+  return { vfs, link, probe, unmount };
 }
 
 /**
- * Export names announced by the servers on the bus (NATS service discovery). Servers may still be
- * starting (no responders yet): asks again until `patienceMs` has passed.
+ * Export names the servers on the bus serve and grant to `identity` (each server answers only with
+ * those). Servers may still be starting (no responders yet): asks again until `patienceMs` has passed.
  */
-export async function discoverExports(nc: NatsConnection, patienceMs = 10_000, roundMs = 1_000): Promise<string[]> {
+export async function discoverExports(nc: NatsConnection, identity: string, patienceMs = 10_000, roundMs = 1_000): Promise<string[]> {
   const deadline = Date.now() + patienceMs;
+  const subject = discoverySubject(identity);
   for (;;) {
     const found = new Set<string>();
-    try {
-      const infos = await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: roundMs }).info(SERVICE_NAME);
-      for await (const info of infos) {
-        for (const name of (info.metadata?.exports ?? "").split(",")) if (name) found.add(name);
+    const inbox = createInbox(inboxPrefix(identity));
+    const answers = nc.subscribe(inbox, { max: 1024 });
+    const timer = setTimeout(() => answers.unsubscribe(), roundMs);
+    nc.publish(subject, new Uint8Array(0), { reply: inbox });
+    for await (const msg of answers) {
+      try {
+        for (const { name } of decodeDiscoveryReply(msg.data, msg.subject).exports) if (isToken(name)) found.add(name);
+      } catch {
+        // A damaged or malformed answer names nothing; the other servers' answers still count.
       }
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== "503") throw err;
     }
+    clearTimeout(timer);
     if (found.size > 0 || Date.now() >= deadline) return [...found].sort();
     await sleep(roundMs);
   }

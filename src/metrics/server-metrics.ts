@@ -91,6 +91,36 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     labelNames: ["export"] as const,
     registers: registries,
   });
+  const queued = new Counter({
+    name: `${PREFIX}requests_queued_total`,
+    help: "Requests that waited for admission (an identity at its bounds, or the process at its memory budget), by identity",
+    labelNames: ["identity"] as const,
+    registers: registries,
+  });
+  const refused = new Counter({
+    name: `${PREFIX}requests_refused_total`,
+    help: "Requests refused at admission with EAGAIN (the client backs off and resends), by identity and reason",
+    labelNames: ["identity", "reason"] as const,
+    registers: registries,
+  });
+  const expired = new Counter({
+    name: `${PREFIX}requests_expired_total`,
+    help: "Requests dropped unexecuted because they arrived or waited past their client's deadline",
+    labelNames: ["export", "op"] as const,
+    registers: registries,
+  });
+  const reclaimed = new Counter({
+    name: `${PREFIX}handles_reclaimed_total`,
+    help: "Handles closed because their client's lease lapsed (a crashed or cut-off client)",
+    labelNames: ["export"] as const,
+    registers: registries,
+  });
+  const logSuppressed = new Counter({
+    name: `${PREFIX}log_lines_suppressed_total`,
+    help: "Log lines a client caused that were dropped by the log rate limit, by kind",
+    labelNames: ["event"] as const,
+    registers: registries,
+  });
   const busConnected = new Gauge({
     name: `${PREFIX}bus_connected`,
     help: "1 while connected to a NATS server, else 0",
@@ -108,6 +138,7 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
     readBytes.inc({ export: name }, 0);
     writtenBytes.inc({ export: name }, 0);
     damaged.inc({ export: name }, 0);
+    reclaimed.inc({ export: name }, 0);
   }
   malformed.inc(0);
   busConnected.set(0);
@@ -170,6 +201,21 @@ export function createServerMetrics(options: ServerMetricsOptions): ServerMetric
       state.connected = connected;
       if (server !== undefined) state.natsServer = server;
       busConnected.set(connected ? 1 : 0);
+    },
+    requestQueued(identity) {
+      queued.inc({ identity: identityLabel(identity) });
+    },
+    requestRefused(identity, reason) {
+      refused.inc({ identity: identityLabel(identity), reason });
+    },
+    requestExpired(exportName, op) {
+      expired.inc({ export: exportLabel(exportName), op });
+    },
+    handlesReclaimed(exportName, count) {
+      reclaimed.inc({ export: exportLabel(exportName) }, countable(count));
+    },
+    logSuppressed(event) {
+      logSuppressed.inc({ event });
     },
   };
 

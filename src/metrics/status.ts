@@ -68,6 +68,7 @@ export const DENIAL_REASONS = unionValues<DenialReason>({
   bad_path: true,
   bad_request: true,
   unknown_export: true,
+  bad_reply_subject: true,
 });
 
 export function zeroCounts<T extends string>(keys: readonly T[]): Record<T, number> {

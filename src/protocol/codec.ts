@@ -1,6 +1,6 @@
 import { crc32 } from "node:zlib";
 import { Decoder, Encoder } from "@msgpack/msgpack";
-import type { Reply, Request } from "./messages.js";
+import type { DiscoveryReply, Reply, Request } from "./messages.js";
 
 /**
  * msgpack with file data as raw bin fields, sealed with a checksum. Decoding is bounded so a hostile
@@ -82,19 +82,53 @@ function decodeObject(body: Uint8Array, what: string): Record<string, unknown> {
 }
 
 /** Decodes the envelope of a request received on `subject`; the op's arguments are validated by the server's dispatcher. */
-export function decodeRequest(frame: Uint8Array, subject: string): { id: string; args: Record<string, unknown> } {
+export function decodeRequest(frame: Uint8Array, subject: string): { id: string; deadline: number; args: Record<string, unknown> } {
   const value = decodeObject(unsealFrame(frame, subject, "request"), "request");
-  const { id, args } = value;
+  const { id, deadline, args } = value;
   if (typeof id !== "string" || id.length === 0 || id.length > 128) throw new DecodeError("request id missing");
+  if (typeof deadline !== "number" || !Number.isFinite(deadline)) throw new DecodeError("request deadline missing");
   if (typeof args !== "object" || args === null || Array.isArray(args) || ArrayBuffer.isView(args)) throw new DecodeError("request args missing");
-  return { id, args: args as Record<string, unknown> };
+  return { id, deadline, args: args as Record<string, unknown> };
 }
 
-/** Decodes a reply received on `subject` (the requester's inbox). */
-export function decodeReply<R>(frame: Uint8Array, subject: string): Reply<R> {
+/** A reply that is well formed but answers another request than the one waiting for it. */
+export class MisdirectedReplyError extends DecodeError {
+  override readonly name = "MisdirectedReplyError";
+}
+
+/**
+ * Decodes a reply received on `subject` (the requester's inbox) for the request `requestId`. The id
+ * is inside the sealed body, so a reply to someone else's request, even one sent into our inbox, is
+ * refused. A "damaged" answer is the exception: it only asks for a re-send, and the server could not
+ * read the id of a request that arrived damaged.
+ */
+export function decodeReply<R>(frame: Uint8Array, subject: string, requestId: string): Reply<R> {
   const value = decodeObject(unsealFrame(frame, subject, "reply"), "reply");
   if (typeof value.errno !== "number" || typeof value.instance !== "string" || typeof value.epoch !== "string") {
     throw new DecodeError("malformed reply: errno, instance or epoch missing");
   }
+  if (value.id !== requestId && value.damaged !== true) {
+    throw new MisdirectedReplyError(`reply for request ${String(value.id).slice(0, 64)} received for ${requestId}`);
+  }
   return value as unknown as Reply<R>;
+}
+
+/** An unsealed discovery answer body (sealed for the asker's inbox when sent, like a reply). */
+export function encodeDiscoveryReply(reply: DiscoveryReply): Uint8Array {
+  return encoder.encode(reply);
+}
+
+/** Decodes a discovery answer received on `subject`; malformed entries are refused, not skipped. */
+export function decodeDiscoveryReply(frame: Uint8Array, subject: string): DiscoveryReply {
+  const value = decodeObject(unsealFrame(frame, subject, "discovery reply"), "discovery reply");
+  const { instance, epoch, exports } = value;
+  if (typeof instance !== "string" || typeof epoch !== "string" || !Array.isArray(exports) || exports.length > 4096) {
+    throw new DecodeError("malformed discovery reply");
+  }
+  for (const entry of exports) {
+    if (typeof entry !== "object" || entry === null || typeof entry.name !== "string" || typeof entry.readOnly !== "boolean") {
+      throw new DecodeError("malformed discovery reply entry");
+    }
+  }
+  return { instance, epoch, exports: exports as DiscoveryReply["exports"] };
 }

@@ -1,7 +1,11 @@
 export { OPS, OP_NAMES, isOpName, opsWhere, type OpName, type OpSpec } from "./ops.js";
 export {
+  DISCOVERY_SUBSCRIPTION,
   SUBJECT_ROOT,
   assertToken,
+  discoverySubject,
+  isInboxOf,
+  parseDiscoverySubject,
   inboxPrefix,
   isToken,
   parseRequestSubject,
@@ -11,7 +15,7 @@ export {
   serverSubscriptions,
   type ParsedSubject,
 } from "./subjects.js";
-export { DamagedFrameError, DecodeError, SEAL_BYTES, decodeReply, decodeRequest, encodeReply, encodeRequest, sealFrame } from "./codec.js";
+export { DamagedFrameError, DecodeError, MisdirectedReplyError, SEAL_BYTES, decodeDiscoveryReply, decodeReply, decodeRequest, encodeDiscoveryReply, encodeReply, encodeRequest, sealFrame } from "./codec.js";
 export { ERRNO, FsError, errnoClass, errnoName, errnoOf, fsError } from "./errno.js";
 export { RequestIds, randomId } from "./ids.js";
 export { CLIENT_OPEN_FLAGS, opensForWrite, reopenFlags } from "./flags.js";
@@ -20,7 +24,10 @@ export {
   NAME_MAX,
   PATH_MAX,
   XATTR_NAMESPACE,
+  type DirEntry,
+  type DiscoveryReply,
   type DirPage,
+  type OpenedHandle,
   type OpArgs,
   type Owner,
   type OpResult,
@@ -31,6 +38,4 @@ export {
   type Stat,
   type StatFs,
 } from "./messages.js";
-
-/** Name of the NATS micro-service every server registers, so clients can discover exports. */
-export const SERVICE_NAME = "natsfs";
+export { decodeNotice, encodeNotice, noticeSubject, type Change, type ChangeNotice } from "./notices.js";

@@ -29,9 +29,23 @@ export interface Owner {
   gid: number;
 }
 
-/** One page of a directory listing; `next` is the offset of the following page, absent at the end. */
+/** An open handle with the file's attributes as of the open, so the client needs no extra getattr. */
+export interface OpenedHandle extends ServerHandle {
+  stat: Stat;
+}
+
+/** One directory entry with its attributes (like NFS READDIRPLUS); no stat when it vanished meanwhile. */
+export interface DirEntry {
+  name: string;
+  stat?: Stat;
+}
+
+/**
+ * One page of a directory listing; `next` is the offset of the following page, absent at the end.
+ * A client must see `next` grow past the offset it asked for: a page that does not is malformed.
+ */
 export interface DirPage {
-  names: string[];
+  entries: DirEntry[];
   next?: number;
 }
 
@@ -47,39 +61,45 @@ export interface StatFs {
   namemax: number;
 }
 
-/** Arguments and results of each op in the op table. */
+/**
+ * Arguments and results of each op in the op table. `caller` (and `owner` on the ops that make an
+ * object) are the uid and gid of the process that made the call; the export's squash rule decides
+ * what rights that gives (see src/server/permissions.ts).
+ */
 export interface OpTypes {
-  getattr: { args: { path: string }; result: Stat };
+  getattr: { args: { path: string; caller?: Owner }; result: Stat };
   fgetattr: { args: { handle: number }; result: Stat };
-  access: { args: { path: string; mode: number }; result: null };
-  statfs: { args: { path: string }; result: StatFs };
-  readlink: { args: { path: string }; result: string };
-  getxattr: { args: { path: string; name: string }; result: Uint8Array };
-  listxattr: { args: { path: string }; result: string[] };
-  opendir: { args: { path: string }; result: ServerHandle };
+  access: { args: { path: string; mode: number; caller?: Owner }; result: null };
+  statfs: { args: { path: string; caller?: Owner }; result: StatFs };
+  readlink: { args: { path: string; caller?: Owner }; result: string };
+  getxattr: { args: { path: string; name: string; caller?: Owner }; result: Uint8Array };
+  listxattr: { args: { path: string; caller?: Owner }; result: string[] };
+  opendir: { args: { path: string; caller?: Owner }; result: ServerHandle };
   readdir: { args: { handle: number; offset: number }; result: DirPage };
   releasedir: { args: { handle: number }; result: null };
-  open: { args: { path: string; flags: number }; result: ServerHandle };
-  openw: { args: { path: string; flags: number }; result: ServerHandle };
-  create: { args: { path: string; flags: number; mode: number; owner?: Owner }; result: ServerHandle };
+  open: { args: { path: string; flags: number; caller?: Owner }; result: OpenedHandle };
+  openw: { args: { path: string; flags: number; caller?: Owner }; result: OpenedHandle };
+  create: { args: { path: string; flags: number; mode: number; owner?: Owner }; result: OpenedHandle };
   read: { args: { handle: number; offset: number; length: number }; result: Uint8Array };
   write: { args: { handle: number; offset: number; data: Uint8Array }; result: number };
   fsync: { args: { handle: number; datasync: boolean }; result: null };
   release: { args: { handle: number }; result: null };
+  /** Renews the lease of every handle the sending client holds on the instance that holds `handle`. */
+  renew: { args: { handle: number }; result: null };
   ftruncate: { args: { handle: number; size: number }; result: null };
-  truncate: { args: { path: string; size: number }; result: null };
-  unlink: { args: { path: string }; result: null };
-  rename: { args: { from: string; to: string }; result: null };
+  truncate: { args: { path: string; size: number; caller?: Owner }; result: null };
+  unlink: { args: { path: string; caller?: Owner }; result: null };
+  rename: { args: { from: string; to: string; caller?: Owner }; result: null };
   mkdir: { args: { path: string; mode: number; owner?: Owner }; result: null };
-  rmdir: { args: { path: string }; result: null };
+  rmdir: { args: { path: string; caller?: Owner }; result: null };
   symlink: { args: { target: string; path: string; owner?: Owner }; result: null };
-  link: { args: { from: string; to: string }; result: null };
+  link: { args: { from: string; to: string; caller?: Owner }; result: null };
   mknod: { args: { path: string; mode: number; rdev: number; owner?: Owner }; result: null };
-  chmod: { args: { path: string; mode: number }; result: null };
-  chown: { args: { path: string; uid: number; gid: number }; result: null };
-  utimens: { args: { path: string; atimeMs: number; mtimeMs: number }; result: null };
-  setxattr: { args: { path: string; name: string; value: Uint8Array; flags: number }; result: null };
-  removexattr: { args: { path: string; name: string }; result: null };
+  chmod: { args: { path: string; mode: number; caller?: Owner }; result: null };
+  chown: { args: { path: string; uid: number; gid: number; caller?: Owner }; result: null };
+  utimens: { args: { path: string; atimeMs: number; mtimeMs: number; caller?: Owner }; result: null };
+  setxattr: { args: { path: string; name: string; value: Uint8Array; flags: number; caller?: Owner }; result: null };
+  removexattr: { args: { path: string; name: string; caller?: Owner }; result: null };
 }
 
 export type OpArgs<O extends keyof OpTypes> = OpTypes[O]["args"];
@@ -88,10 +108,17 @@ export type OpResult<O extends keyof OpTypes> = OpTypes[O]["result"];
 export interface Request<O extends keyof OpTypes = keyof OpTypes> {
   /** `<client id>:<sequence>`, the same on every retry of one call. */
   id: string;
+  /**
+   * Epoch ms after which the client has given up on this attempt: a server drops the request
+   * unexecuted once it is past (checked on arrival and again right before touching the disk).
+   */
+  deadline: number;
   args: OpArgs<O>;
 }
 
 export interface Reply<R = unknown> {
+  /** The id of the request this answers: a client accepts a reply only for a request it sent. */
+  id: string;
   /** 0 or a Linux errno. */
   errno: number;
   /** Instance id and epoch of the server that answered. */
@@ -102,6 +129,15 @@ export interface Reply<R = unknown> {
   message?: string;
   /** The request arrived damaged (its seal did not match) and was not acted on: send it again. */
   damaged?: boolean;
+  /** The server was at its admission bounds and did not act on the request: back off and send it again. */
+  busy?: boolean;
+}
+
+/** A server's answer to an export discovery request: what it serves that the asker is granted. */
+export interface DiscoveryReply {
+  instance: string;
+  epoch: string;
+  exports: { name: string; readOnly: boolean }[];
 }
 
 /**

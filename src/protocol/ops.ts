@@ -9,12 +9,19 @@ export interface OpSpec {
   readonly idempotent: boolean;
   /** Carries a server handle and goes to the instance that owns it. */
   readonly handleBound: boolean;
+  /**
+   * Applied late, after a later op, it would undo that op (a write, a truncate, a rename...). An attempt
+   * of a fenced op that got no answer must be past its deadline before the call is re-sent elsewhere
+   * (client/fence.ts). Every mutating op is, except fsync, which a late execution cannot harm.
+   */
+  readonly fenced: boolean;
 }
 
-const op = (mutating: boolean, idempotent: boolean, handleBound: boolean): OpSpec => ({
+const op = (mutating: boolean, idempotent: boolean, handleBound: boolean, fenced = mutating): OpSpec => ({
   mutating,
   idempotent,
   handleBound,
+  fenced,
 });
 
 export const OPS = {
@@ -31,11 +38,13 @@ export const OPS = {
   open: op(false, true, false),
   read: op(false, true, true),
   release: op(false, true, true),
+  // keeps the handles this client holds on one instance from being reclaimed as a dead client's
+  renew: op(false, true, true),
   // open for writing, create and the ops below change data or metadata
   openw: op(true, true, false),
   create: op(true, false, false),
   write: op(true, true, true),
-  fsync: op(true, true, true),
+  fsync: op(true, true, true, false),
   ftruncate: op(true, true, true),
   truncate: op(true, true, false),
   unlink: op(true, false, false),

@@ -62,3 +62,29 @@ export function parseRequestSubject(subject: string): ParsedSubject | undefined 
   if (instance !== undefined && !isToken(instance)) return undefined;
   return instance === undefined ? { exportName, identity, op } : { exportName, identity, op, instance };
 }
+
+/**
+ * Export discovery: an identity asks on its own subject (permissions let only it publish there) and
+ * every server answers with the exports that identity is granted, so nobody learns the rest.
+ */
+const DISCOVERY_ROOT = `${SUBJECT_ROOT}-discover`;
+
+export function discoverySubject(identity: string): string {
+  return `${DISCOVERY_ROOT}.${identity}`;
+}
+
+/** What a server subscribes to for discovery (one subject per identity). */
+export const DISCOVERY_SUBSCRIPTION = `${DISCOVERY_ROOT}.*`;
+
+/** The identity a discovery request was sent as; undefined for anything else. */
+export function parseDiscoverySubject(subject: string): string | undefined {
+  const prefix = `${DISCOVERY_ROOT}.`;
+  if (!subject.startsWith(prefix)) return undefined;
+  const identity = subject.slice(prefix.length);
+  return isToken(identity) ? identity : undefined;
+}
+
+/** True when `reply` is an inbox of `identity`: the only place a server sends that identity's answers. */
+export function isInboxOf(identity: string, reply: string): boolean {
+  return reply.startsWith(`${inboxPrefix(identity)}.`);
+}

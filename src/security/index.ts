@@ -26,7 +26,6 @@ export {
   type Policy,
 } from "./policy.js";
 export {
-  DISCOVERY_SUBJECTS,
   NATS_CONFIG_DEFAULTS,
   renderNatsConfig,
   userOf,

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { OP_NAMES, SUBJECT_ROOT, inboxPrefix, opsWhere, permissionSubjects, type OpName } from "../protocol/index.js";
+import { DISCOVERY_SUBSCRIPTION, OP_NAMES, SUBJECT_ROOT, discoverySubject, inboxPrefix, noticeSubject, opsWhere, permissionSubjects, type OpName } from "../protocol/index.js";
 import { CA_NAME, certPath, keyPath } from "./pki.js";
 import type { Grant, Policy } from "./policy.js";
 
@@ -20,9 +20,6 @@ export const NATS_CONFIG_DEFAULTS = {
   pingInterval: "2s",
   pingMax: 2,
 } as const;
-
-/** Service discovery requests (nc.services PING/INFO/STATS), with and without service name and id. */
-export const DISCOVERY_SUBJECTS: readonly string[] = ["PING", "INFO", "STATS"].flatMap((verb) => [`$SRV.${verb}`, `$SRV.${verb}.>`]);
 
 const OPS_BY_GRANT: Readonly<Record<Grant, readonly OpName[]>> = {
   rw: OP_NAMES,
@@ -57,13 +54,18 @@ export function userPermissions(policy: Pick<Policy, "exports" | "identities" | 
     if (policy.identities.some((i) => i.name === identity)) {
       for (const { name: exportName } of policy.exports) {
         const grant = policy.policy.grant(identity, exportName);
-        if (grant !== undefined) publish.push(...permissionSubjects(exportName, identity, OPS_BY_GRANT[grant]));
+        if (grant === undefined) continue;
+        publish.push(...permissionSubjects(exportName, identity, OPS_BY_GRANT[grant]));
+        // Change notices of the exports it mounts (protocol/notices.ts).
+        subscribe.push(noticeSubject(exportName));
       }
-      publish.push(...DISCOVERY_SUBJECTS);
+      // Discovery on the identity's own subject: servers answer with its grants only.
+      publish.push(discoverySubject(identity));
       subscribe.push(`${inboxPrefix(identity)}.>`);
     }
     if (isServer) {
-      subscribe.push(...policy.exports.map((e) => `${SUBJECT_ROOT}.${e.name}.>`), "$SRV.>");
+      subscribe.push(...policy.exports.map((e) => `${SUBJECT_ROOT}.${e.name}.>`), DISCOVERY_SUBSCRIPTION);
+      publish.push(...policy.exports.map((e) => noticeSubject(e.name)));
     }
     return { user: userOf(identity), publish, subscribe, allowResponses: isServer };
   });

@@ -16,33 +16,35 @@ const timeMs = z.number().finite();
 const bytes = z.instanceof(Uint8Array).refine((data) => data.byteLength <= MAX_DATA_BYTES, "data too large");
 const xattrName = z.string().max(1024);
 
-/** The uid and gid a client asks a new object to get (its caller's). */
-const owner = z.object({ uid: u32, gid: u32 }).optional();
+/** The uid and gid of the calling process: who asks, and whom a new object is for. */
+const caller = z.object({ uid: u32, gid: u32 }).optional();
+const owner = caller;
 
-const withPath = z.object({ path });
+const withPath = z.object({ path, caller });
 const withHandle = z.object({ handle });
-const twoPaths = z.object({ from: path, to: path });
+const twoPaths = z.object({ from: path, to: path, caller });
 
 export const ARG_SCHEMAS: { [O in OpName]: z.ZodType<OpArgs<O>> } = {
   getattr: withPath,
   fgetattr: withHandle,
-  access: z.object({ path, mode: z.number().int().min(0).max(7) }),
+  access: z.object({ path, mode: z.number().int().min(0).max(7), caller }),
   statfs: withPath,
   readlink: withPath,
-  getxattr: z.object({ path, name: xattrName }),
+  getxattr: z.object({ path, name: xattrName, caller }),
   listxattr: withPath,
   opendir: withPath,
   readdir: z.object({ handle, offset }),
   releasedir: withHandle,
-  open: z.object({ path, flags: u32 }),
-  openw: z.object({ path, flags: u32 }),
+  open: z.object({ path, flags: u32, caller }),
+  openw: z.object({ path, flags: u32, caller }),
   create: z.object({ path, flags: u32, mode, owner }),
   read: z.object({ handle, offset, length: z.number().int().min(0).max(MAX_DATA_BYTES) }),
   write: z.object({ handle, offset, data: bytes }),
   fsync: z.object({ handle, datasync: z.boolean() }),
   release: withHandle,
+  renew: withHandle,
   ftruncate: z.object({ handle, size: offset }),
-  truncate: z.object({ path, size: offset }),
+  truncate: z.object({ path, size: offset, caller }),
   unlink: withPath,
   rename: twoPaths,
   mkdir: z.object({ path, mode, owner }),
@@ -50,11 +52,11 @@ export const ARG_SCHEMAS: { [O in OpName]: z.ZodType<OpArgs<O>> } = {
   symlink: z.object({ target: path, path, owner }),
   link: twoPaths,
   mknod: z.object({ path, mode, rdev: u32, owner }),
-  chmod: z.object({ path, mode }),
-  chown: z.object({ path, uid: ownerId, gid: ownerId }),
-  utimens: z.object({ path, atimeMs: timeMs, mtimeMs: timeMs }),
-  setxattr: z.object({ path, name: xattrName, value: bytes, flags: u32 }),
-  removexattr: z.object({ path, name: xattrName }),
+  chmod: z.object({ path, mode, caller }),
+  chown: z.object({ path, uid: ownerId, gid: ownerId, caller }),
+  utimens: z.object({ path, atimeMs: timeMs, mtimeMs: timeMs, caller }),
+  setxattr: z.object({ path, name: xattrName, value: bytes, flags: u32, caller }),
+  removexattr: z.object({ path, name: xattrName, caller }),
 };
 
 /** The op's arguments with their types checked, or undefined and a one-line reason. */

@@ -1,5 +1,7 @@
 import { isAbsolute } from "node:path";
 import { isToken } from "../protocol/index.js";
+import type { AdmissionLimits } from "./admission.js";
+import type { LogLimits } from "./log-limiter.js";
 
 /** What happens to ownership on an export (see export.ts for how it is applied). */
 export type Squash = "none" | "root" | "all";
@@ -28,10 +30,18 @@ export interface ServerOptions {
   /** Entries kept in the duplicate-request cache, and how long a finished reply stays there. */
   drcEntries: number;
   drcTtlMs: number;
-  /** Open file and directory handles one export holds at most; beyond it the least recently used idle one is closed. */
+  /** Open file and directory handles one export holds at most; beyond it the largest holder's least recently used idle one is closed. */
   maxHandlesPerExport: number;
-  /** Deadline for the helper process that makes FIFOs. */
-  mknodTimeoutMs: number;
+  /** Handles one identity holds at most on one export; beyond it its own least recently used idle one is closed. */
+  maxHandlesPerIdentity: number;
+  /** Memory charged to the process budget per open handle (fd, slot, directory stream buffer). */
+  bytesPerHandle: number;
+  /** Admission control (admission.ts): per-identity and process bounds on requests in flight and queued. */
+  admission: AdmissionLimits;
+  /** A client not heard from this long loses its handles (it renews every third of it). */
+  leaseMs: number;
+  /** Log lines an identity can cause: a burst, then this many per second per kind. */
+  logLimits: LogLimits;
   /** Bytes of names one readdir reply carries at most; larger directories come in pages. */
   maxListingBytes: number;
   /** `.fuse_hidden*` leftovers unchanged this long are removed at start (see leftovers.ts). */
@@ -42,7 +52,17 @@ export const DEFAULT_SERVER_OPTIONS: Readonly<ServerOptions> = {
   drcEntries: 16384,
   drcTtlMs: 120_000,
   maxHandlesPerExport: 4096,
-  mknodTimeoutMs: 5_000,
+  maxHandlesPerIdentity: 1024,
+  bytesPerHandle: 16 * 1024,
+  admission: {
+    perIdentityRequests: 64,
+    perIdentityBytes: 32 * 1024 * 1024,
+    perIdentityQueue: 1024,
+    queuedBytes: 64 * 1024 * 1024,
+    memoryBytes: 256 * 1024 * 1024,
+  },
+  leaseMs: 90_000,
+  logLimits: { burst: 20, perSecond: 1 },
   maxListingBytes: 256 * 1024,
   leftoverGraceMs: 24 * 60 * 60 * 1000,
 };

@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import {
   constants,
   fchown as fchownCb,
@@ -13,12 +12,11 @@ import {
 import {
   access,
   chmod,
+  chown,
   lchown,
   link,
   lstat,
-  lutimes,
   mkdir,
-  readdir,
   readlink,
   rename,
   rmdir,
@@ -26,9 +24,9 @@ import {
   symlink,
   truncate,
   unlink,
+  utimes,
 } from "node:fs/promises";
 import { promisify } from "node:util";
-import type { Logger } from "pino";
 import { getAttribute, listAttributes, removeAttribute, setAttribute } from "fs-xattr";
 import {
   CLIENT_OPEN_FLAGS,
@@ -40,17 +38,39 @@ import {
   errnoOf,
   opensForWrite,
   type OpArgs,
-  type DirPage,
   type OpName,
   type OpResult,
   type Owner,
+  type OpenedHandle,
   type ServerHandle,
-  type Stat,
 } from "../protocol/index.js";
 import type { ExportConfig, ServerOptions } from "./config.js";
 import { O_PATH, closeQuietly, openRaw, procPath, withResolved, type Resolved } from "./confine.js";
-import { HandleTable } from "./handles.js";
+import { mknodat } from "./syscalls.js";
+import { HandleTable, type EvictionReason, type HandleBudget, type HandleEntry } from "./handles.js";
+import { DirectoryListing, toStat } from "./listing.js";
 import type { ServerObserver } from "./observer.js";
+import {
+  MAY_READ,
+  MAY_WRITE,
+  checkAccess,
+  checkChmod,
+  checkChown,
+  checkCreateIn,
+  checkDelete,
+  checkLink,
+  checkOpen,
+  checkRename,
+  checkSearch,
+  checkTruncate,
+  checkUserXattr,
+  checkUtimens,
+  chmodMode,
+  credentialFor,
+  newObjectOwner,
+  type Credential,
+  type Refusal,
+} from "./permissions.js";
 
 const fstat = promisify(fstatCb);
 const fchown = promisify(fchownCb);
@@ -59,13 +79,30 @@ const fdatasync = promisify(fdatasyncCb);
 const ftruncate = promisify(ftruncateCb);
 const pread = promisify(readCb);
 const pwrite = promisify(writeCb);
-const execFileAsync = promisify(execFile);
 
 /** Who is asking, as far as the export needs to know. */
 export interface CallContext {
   identity: string;
+  /** The client that sent the request (from its request id): handles are leased to it. */
+  client: string;
   /** The export and the identity's grant both allow changes (mutating ops never get here otherwise). */
   writable: boolean;
+  /** Epoch ms after which the client has given up on this request: nothing may be written after it. */
+  deadline: number;
+}
+
+/**
+ * Called right before a disk write: a request whose client has given up on it (and may already have
+ * sent its retry elsewhere, and newer data after it) must not be applied. Exported for unit tests.
+ */
+export function checkDeadline(context: Pick<CallContext, "deadline">, now: number = Date.now()): void {
+  if (now > context.deadline) throw new FsError(ERRNO.ETIMEDOUT!, "request past its deadline: the client has given up on it");
+}
+
+/** What an export needs from the service around it. */
+export interface ExportHooks {
+  budget: HandleBudget;
+  handleEvicted(entry: HandleEntry, reason: EvictionReason): void;
 }
 
 type Handler<O extends OpName> = (args: OpArgs<O>, context: CallContext) => Promise<OpResult<O>>;
@@ -80,26 +117,18 @@ const XATTR_REPLACE = 2;
  */
 const XATTR_NAME_MAX = 255;
 
-function toStat(s: Stats): Stat {
-  return {
-    mode: s.mode,
-    uid: s.uid,
-    gid: s.gid,
-    size: s.size,
-    nlink: s.nlink,
-    ino: s.ino,
-    dev: s.dev,
-    rdev: s.rdev,
-    blksize: s.blksize,
-    blocks: s.blocks,
-    atimeMs: s.atimeMs,
-    mtimeMs: s.mtimeMs,
-    ctimeMs: s.ctimeMs,
-  };
-}
-
 function fail(code: string, context: string): never {
   throw new FsError(ERRNO[code]!, context);
+}
+
+/** Throws the refusal a permission check gave, if any. */
+function enforce(refusal: Refusal | undefined): void {
+  if (refusal) fail(refusal.code, refusal.reason);
+}
+
+/** lstat, or undefined when there is no such entry. */
+function lstatIfExists(path: string): Promise<Stats | undefined> {
+  return lstat(path).catch((err) => (errnoOf(err) === ERRNO.ENOENT ? undefined : Promise.reject(err)));
 }
 
 /** An id of -1 (or its unsigned form) leaves that id unchanged, as in chown(2). */
@@ -118,47 +147,13 @@ export function utimeSeconds(ms: number): number {
 }
 
 /**
- * Maps the text mkfifo prints to an errno: the helper process reports failures only as text.
- * Exported for unit tests.
- */
-export function mkfifoErrno(stderr: string): number {
-  const known: [RegExp, string][] = [
-    [/File exists/i, "EEXIST"],
-    [/Permission denied/i, "EACCES"],
-    [/No space left/i, "ENOSPC"],
-    [/Read-only file system/i, "EROFS"],
-    [/quota exceeded/i, "EDQUOT"],
-    [/No such file or directory/i, "ENOENT"],
-    [/Not a directory/i, "ENOTDIR"],
-  ];
-  const match = known.find(([pattern]) => pattern.test(stderr));
-  return ERRNO[match?.[1] ?? "EIO"]!;
-}
-
-/**
- * The page of a directory listing that starts at `offset` and holds at most `maxBytes` of names (but
- * always at least one, so a listing always makes progress).
- */
-export function directoryPage(names: readonly string[], offset: number, maxBytes: number): DirPage {
-  let end = offset;
-  let bytes = 0;
-  while (end < names.length) {
-    bytes += Buffer.byteLength(names[end]!) + 8;
-    if (bytes > maxBytes && end > offset) break;
-    end += 1;
-  }
-  const page = names.slice(offset, end);
-  return end < names.length ? { names: page, next: end } : { names: page };
-}
-
-/**
  * One exported directory, every op of the protocol on disk, confined to the export root.
  *
- * Ownership and squash: clients send the uid and gid of the process that creates an object (our
- * patched fuse-native reports the caller). With squash "none" the new object gets them (or stays the
- * server's own when a client does not say). With "root", ids 0 become anonUid/anonGid, for new objects
- * and chown alike, as NFS's root_squash. With "all", new objects belong to the anon ids and chown is
- * refused with EPERM.
+ * Squash: clients send the uid and gid of the calling process with every path op (our patched
+ * fuse-native reports the caller). With squash "none" the server trusts them: it acts with its own
+ * (root) rights and new objects get the caller's ids. With "root" and "all" each request runs as the
+ * credential permissions.ts's credentialFor derives, and every op is checked against Linux's rules
+ * for that credential on the fstat of the very inode it acts on (pinned, see withInode).
  */
 export class ExportFs {
   readonly handles: HandleTable;
@@ -169,69 +164,109 @@ export class ExportFs {
     private readonly server: { instance: string; epoch: string },
     private readonly options: ServerOptions,
     private readonly observer: ServerObserver,
-    logger: Logger,
+    hooks: ExportHooks,
   ) {
     this.handles = new HandleTable(
-      options.maxHandlesPerExport,
+      { perExport: options.maxHandlesPerExport, perIdentity: options.maxHandlesPerIdentity, bytesPerHandle: options.bytesPerHandle },
+      hooks.budget,
       (count) => observer.openHandles(config.name, count),
-      (entry) => logger.info({ export: config.name, path: entry.path, identity: entry.identity }, "closed the least recently used handle: table full"),
+      hooks.handleEvicted,
     );
     this.handlers = {
-      getattr: ({ path }) => this.at(path, async (r) => toStat(await lstat(r.leafPath))),
+      getattr: ({ path, caller }) => this.atAs(path, caller, async (r) => toStat(await lstat(r.leafPath))),
       fgetattr: ({ handle }, c) => this.withFd(handle, c, async (fd) => toStat(await fstat(fd))),
-      access: ({ path, mode }, c) => this.access(path, mode, c),
-      statfs: ({ path }) => this.at(path, (r) => this.withInode(r, (inode) => this.statfs(inode))),
-      readlink: ({ path }) => this.at(path, (r) => readlink(r.leafPath, "utf8")),
-      getxattr: ({ path, name }) => this.getxattr(path, name),
-      listxattr: ({ path }) => this.listxattr(path),
-      opendir: ({ path }, c) => this.opendir(path, c),
-      readdir: async ({ handle, offset }, c) => directoryPage(this.handles.get(handle, "dir", c.identity).names, offset, this.options.maxListingBytes),
+      access: ({ path, mode, caller }, c) => this.access(path, mode, caller, c),
+      statfs: ({ path, caller }) => this.atAs(path, caller, (r) => this.withInode(r, (inode) => this.statfs(inode))),
+      // As on Linux, reading a symlink needs no permission on the link itself.
+      readlink: ({ path, caller }) => this.atAs(path, caller, (r) => readlink(r.leafPath, "utf8")),
+      getxattr: ({ path, name, caller }) => this.getxattr(path, name, caller),
+      listxattr: ({ path, caller }) => this.listxattr(path, caller),
+      opendir: ({ path, caller }, c) => this.opendir(path, caller, c),
+      readdir: ({ handle, offset }, c) => this.handles.use(handle, "dir", c.identity, (dir) => dir.listing.page(offset, this.options.maxListingBytes)),
       releasedir: async ({ handle }, c) => (await this.handles.remove(handle, "dir", c.identity), null),
-      open: ({ path, flags }, c) => {
+      open: ({ path, flags, caller }, c) => {
         // `open` is the read-only op a read-only permission allows: it must not write, create or truncate.
         if (opensForWrite(flags) || (flags & (constants.O_CREAT | constants.O_EXCL)) !== 0) {
           fail("EACCES", "open asks for write access: use openw");
         }
-        return this.openExisting(path, flags, c);
+        return this.openExisting(path, flags, caller, c);
       },
       // FUSE never passes O_CREAT or O_EXCL to open: creating is the create op's job.
-      openw: ({ path, flags }, c) => this.openExisting(path, flags & ~(constants.O_CREAT | constants.O_EXCL), c),
+      openw: ({ path, flags, caller }, c) => this.openExisting(path, flags & ~(constants.O_CREAT | constants.O_EXCL), caller, c),
       create: ({ path, flags, mode, owner }, c) => this.create(path, flags, mode, owner, c),
       read: ({ handle, offset, length }, c) => this.read(handle, offset, length, c),
       write: ({ handle, offset, data }, c) => this.write(handle, offset, data, c),
       fsync: ({ handle, datasync }, c) => this.withFd(handle, c, async (fd) => (await (datasync ? fdatasync(fd) : fsync(fd)), null)),
       release: async ({ handle }, c) => (await this.handles.remove(handle, "file", c.identity), null),
-      ftruncate: ({ handle, size }, c) => this.withFd(handle, c, async (fd) => (await ftruncate(fd, size), null)),
-      truncate: ({ path, size }) => this.at(path, (r) => this.withRegularInode(r, async (inode) => (await truncate(inode, size), null))),
-      unlink: ({ path }) => this.at(path, async (r) => (await unlink(this.notRoot(r, "EISDIR")), null)),
-      rename: ({ from, to }) =>
-        this.at(from, (source) => this.at(to, async (target) => (await rename(this.notRoot(source, "EBUSY"), this.notRoot(target, "EBUSY")), null))),
-      mkdir: ({ path, mode, owner }) =>
-        this.at(path, async (r) => {
-          await mkdir(this.notRoot(r, "EEXIST"), mode & PERMISSION_BITS);
-          return this.ownNew(r, owner);
-        }),
-      rmdir: ({ path }) => this.at(path, async (r) => (await rmdir(this.notRoot(r, "EBUSY")), null)),
-      symlink: ({ target, path, owner }) => this.symlink(target, path, owner),
-      link: ({ from, to }) => this.at(from, (source) => this.at(to, async (target) => (await link(this.notRoot(source, "EPERM"), this.notRoot(target, "EEXIST")), null))),
-      mknod: ({ path, mode, owner }) => this.mknod(path, mode, owner),
-      chmod: ({ path, mode }) =>
-        this.at(path, (r) =>
-          this.withInode(r, async (inode, stats) => {
-            // Linux cannot change a symlink's mode either (fchmodat with AT_SYMLINK_NOFOLLOW).
-            if (stats.isSymbolicLink()) fail("EOPNOTSUPP", "chmod of a symlink");
-            await chmod(inode, mode & PERMISSION_BITS);
+      // The lease itself is renewed by the service for every request; this only checks the handle is still held.
+      renew: async ({ handle }, c) => (this.handles.owner(handle, c.identity), null),
+      ftruncate: ({ handle, size }, c) => this.withFd(handle, c, async (fd) => (checkDeadline(c), await ftruncate(fd, size), null)),
+      truncate: ({ path, size, caller }) =>
+        this.atAs(path, caller, (r, who) =>
+          this.withRegularInode(r, async (inode, stats) => {
+            if (who) enforce(checkTruncate(who, stats));
+            await truncate(inode, size);
             return null;
           }),
         ),
-      chown: ({ path, uid, gid }) => this.chown(path, uid, gid),
-      utimens: ({ path, atimeMs, mtimeMs }) => this.at(path, async (r) => (await lutimes(r.leafPath, utimeSeconds(atimeMs), utimeSeconds(mtimeMs)), null)),
-      setxattr: ({ path, name, value, flags }) => this.setxattr(path, name, value, flags),
-      removexattr: ({ path, name }) =>
-        this.at(path, (r) =>
+      unlink: ({ path, caller }) => this.atAs(path, caller, async (r, who) => (await unlink(await this.removable(r, who, "EISDIR")), null)),
+      rename: ({ from, to, caller }) =>
+        this.atAs(from, caller, (source, who) =>
+          this.atAs(to, caller, async (target) => {
+            const fromPath = this.notRoot(source, "EBUSY");
+            const toPath = this.notRoot(target, "EBUSY");
+            if (who) await this.mayRename(who, source, target);
+            await rename(fromPath, toPath);
+            return null;
+          }),
+        ),
+      mkdir: ({ path, mode, owner }) =>
+        this.atAs(path, owner, async (r, who) => {
+          const leaf = this.notRoot(r, "EEXIST");
+          const entryOwner = await this.newEntryOwner(r, who, owner);
+          await mkdir(leaf, mode & PERMISSION_BITS);
+          return this.ownNew(r, entryOwner);
+        }),
+      rmdir: ({ path, caller }) => this.atAs(path, caller, async (r, who) => (await rmdir(await this.removable(r, who, "EBUSY")), null)),
+      symlink: ({ target, path, owner }) => this.symlink(target, path, owner),
+      link: ({ from, to, caller }) =>
+        this.atAs(from, caller, (source, who) =>
+          this.atAs(to, caller, async (target) => {
+            const fromPath = this.notRoot(source, "EPERM");
+            const toPath = this.notRoot(target, "EEXIST");
+            if (who) enforce(checkLink(who, await lstat(fromPath), await fstat(target.parentFd)));
+            await link(fromPath, toPath);
+            return null;
+          }),
+        ),
+      mknod: ({ path, mode, owner }) => this.mknod(path, mode, owner),
+      chmod: ({ path, mode, caller }) =>
+        this.atAs(path, caller, (r, who) =>
+          this.withInode(r, async (inode, stats) => {
+            // Linux cannot change a symlink's mode either (fchmodat with AT_SYMLINK_NOFOLLOW).
+            if (stats.isSymbolicLink()) fail("EOPNOTSUPP", "chmod of a symlink");
+            if (who) enforce(checkChmod(who, stats));
+            await chmod(inode, who ? chmodMode(who, stats, mode) : mode & PERMISSION_BITS);
+            return null;
+          }),
+        ),
+      chown: ({ path, uid, gid, caller }) => this.chown(path, uid, gid, caller),
+      // utimes on the pinned inode's /proc path changes a symlink itself, as lutimes would.
+      utimens: ({ path, atimeMs, mtimeMs, caller }) =>
+        this.atAs(path, caller, (r, who) =>
+          this.withInode(r, async (inode, stats) => {
+            if (who) enforce(checkUtimens(who, stats, { atimeMs, mtimeMs }, Date.now()));
+            await utimes(inode, utimeSeconds(atimeMs), utimeSeconds(mtimeMs));
+            return null;
+          }),
+        ),
+      setxattr: ({ path, name, value, flags, caller }) => this.setxattr(path, name, value, flags, caller),
+      removexattr: ({ path, name, caller }) =>
+        this.atAs(path, caller, (r, who) =>
           this.withInode(r, async (inode, stats) => {
             this.checkXattrName(name);
             if (stats.isSymbolicLink()) fail("EPERM", "no user xattrs on symlinks");
+            if (who) enforce(checkUserXattr(who, stats, MAY_WRITE));
             await removeAttribute(inode, name);
             return null;
           }),
@@ -254,6 +289,48 @@ export class ExportFs {
 
   private at<T>(path: string, use: (resolved: Resolved) => Promise<T>): Promise<T> {
     return withResolved(this.config.path, path, use);
+  }
+
+  /**
+   * Resolves `path` for a request from `caller` and hands `use` the credential it runs as (undefined
+   * on a trusting export). As on Linux, looking a name up needs search permission on its directory;
+   * the directories above it are walked with the server's rights, unchecked. The export root itself
+   * is the administrator's choice and always reachable.
+   */
+  private atAs<T>(path: string, caller: Owner | undefined, use: (resolved: Resolved, who: Credential | undefined) => Promise<T>): Promise<T> {
+    const who = credentialFor(this.config, caller);
+    return this.at(path, async (r) => {
+      if (who && !r.isRoot) enforce(checkSearch(who, await fstat(r.parentFd)));
+      return use(r, who);
+    });
+  }
+
+  /**
+   * Before adding a name to `resolved`'s directory: as `who`, that needs write and search permission
+   * on it. Returns whom the new entry is to belong to.
+   */
+  private async newEntryOwner(resolved: Resolved, who: Credential | undefined, requested: Owner | undefined): Promise<Owner | undefined> {
+    const parent = await fstat(resolved.parentFd);
+    if (who) enforce(checkCreateIn(who, parent));
+    return newObjectOwner(who, requested, parent);
+  }
+
+  /** The path of an entry `who` may remove from its directory (unlink, rmdir). */
+  private async removable(resolved: Resolved, who: Credential | undefined, rootCode: string): Promise<string> {
+    const leafPath = this.notRoot(resolved, rootCode);
+    if (who) enforce(checkDelete(who, await fstat(resolved.parentFd), await lstat(leafPath)));
+    return leafPath;
+  }
+
+  private async mayRename(who: Credential, source: Resolved, target: Resolved): Promise<void> {
+    const [fromParent, toParent, sourceStats, targetStats] = await Promise.all([
+      fstat(source.parentFd),
+      fstat(target.parentFd),
+      lstat(source.leafPath),
+      lstatIfExists(target.leafPath),
+    ]);
+    const sameParent = fromParent.dev === toParent.dev && fromParent.ino === toParent.ino;
+    enforce(checkRename(who, { fromParent, source: sourceStats, toParent, target: targetStats, sameParent }));
   }
 
   /** The export root has no name in a parent inside the export: ops that need one fail like the kernel's. */
@@ -292,15 +369,16 @@ export class ExportFs {
     return { instance: this.server.instance, epoch: this.server.epoch, handle };
   }
 
-  private async access(path: string, mode: number, context: CallContext): Promise<null> {
+  private async access(path: string, mode: number, caller: Owner | undefined, context: CallContext): Promise<null> {
     if ((mode & constants.W_OK) !== 0 && !context.writable) fail("EROFS", "export is read-only for this identity");
-    return this.at(path, (r) =>
+    return this.atAs(path, caller, (r, who) =>
       this.withInode(r, async (inode, stats) => {
         if (stats.isSymbolicLink()) {
           if (mode !== constants.F_OK) fail("ELOOP", "path is a symlink");
           return null;
         }
-        await access(inode, mode);
+        if (who) enforce(checkAccess(who, stats, mode));
+        else await access(inode, mode);
         return null;
       }),
     );
@@ -327,19 +405,21 @@ export class ExportFs {
     if (!name.startsWith(XATTR_NAMESPACE)) fail("EOPNOTSUPP", "only user.* xattrs are served");
   }
 
-  private getxattr(path: string, name: string): Promise<Uint8Array> {
-    return this.at(path, (r) =>
+  private getxattr(path: string, name: string, caller: Owner | undefined): Promise<Uint8Array> {
+    return this.atAs(path, caller, (r, who) =>
       this.withInode(r, async (inode, stats) => {
         // Attributes outside user.* are not served, so as far as a client can tell they do not exist.
         if (!name.startsWith(XATTR_NAMESPACE) || stats.isSymbolicLink()) fail("ENODATA", "no such attribute");
         this.checkXattrName(name);
+        if (who) enforce(checkUserXattr(who, stats, MAY_READ));
         return new Uint8Array(await getAttribute(inode, name));
       }),
     );
   }
 
-  private listxattr(path: string): Promise<string[]> {
-    return this.at(path, (r) =>
+  /** As on Linux, listing attribute names needs no permission on the object. */
+  private listxattr(path: string, caller: Owner | undefined): Promise<string[]> {
+    return this.atAs(path, caller, (r) =>
       this.withInode(r, async (inode, stats) => {
         if (stats.isSymbolicLink()) return [];
         return (await listAttributes(inode)).filter((name) => name.startsWith(XATTR_NAMESPACE));
@@ -347,11 +427,12 @@ export class ExportFs {
     );
   }
 
-  private setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<null> {
+  private setxattr(path: string, name: string, value: Uint8Array, flags: number, caller: Owner | undefined): Promise<null> {
     this.checkXattrName(name);
-    return this.at(path, (r) =>
+    return this.atAs(path, caller, (r, who) =>
       this.withInode(r, async (inode, stats) => {
         if (stats.isSymbolicLink()) fail("EPERM", "no user xattrs on symlinks");
+        if (who) enforce(checkUserXattr(who, stats, MAY_WRITE));
         // fs-xattr has no flags argument: CREATE/REPLACE are checked first (not atomic with the set).
         if ((flags & (XATTR_CREATE | XATTR_REPLACE)) !== 0) {
           const exists = (await listAttributes(inode)).includes(name);
@@ -364,9 +445,9 @@ export class ExportFs {
     );
   }
 
-  private opendir(path: string, context: CallContext): Promise<ServerHandle> {
-    return this.at(path, async (r) => {
-      const fd = await openRaw(r.leafPath, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((err) => {
+  private opendir(path: string, caller: Owner | undefined, context: CallContext): Promise<ServerHandle> {
+    return this.atAs(path, caller, async (r, who) => {
+      const fd = await openRaw(r.leafPath, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((err) => {
         // The leaf may be a symlink (ENOTDIR with O_NOFOLLOW | O_DIRECTORY); say so.
         if (errnoOf(err) === ERRNO.ENOTDIR) {
           return lstat(r.leafPath).then((s) => (s.isSymbolicLink() ? fail("ELOOP", "path is a symlink") : Promise.reject(err)));
@@ -374,30 +455,41 @@ export class ExportFs {
         throw err;
       });
       try {
-        const names = [".", "..", ...(await readdir(procPath(fd)))];
-        return this.handleOf(this.handles.add({ kind: "dir", path, names, identity: context.identity }));
-      } finally {
+        if (who) enforce(checkAccess(who, await fstat(fd), MAY_READ));
+        return this.handleOf(this.handles.add({ kind: "dir", fd, path, listing: new DirectoryListing(fd), identity: context.identity, client: context.client }));
+      } catch (err) {
         await closeQuietly(fd);
+        throw err;
       }
     });
   }
 
   /** Opens an existing regular file; the fd is re-opened from a pinned O_PATH fd so no swap can slip in. */
-  private openExisting(path: string, flags: number, context: CallContext): Promise<ServerHandle> {
+  private openExisting(path: string, flags: number, caller: Owner | undefined, context: CallContext): Promise<OpenedHandle> {
     const openFlags = flags & CLIENT_OPEN_FLAGS & ~(constants.O_CREAT | constants.O_EXCL);
-    return this.at(path, (r) =>
-      this.withRegularInode(r, async (inode) => {
+    return this.atAs(path, caller, (r, who) =>
+      this.withRegularInode(r, async (inode, stats) => {
+        if (who) enforce(checkOpen(who, stats, openFlags));
         const fd = await openRaw(inode, openFlags);
         return this.register(fd, path, openFlags, context);
       }),
     );
   }
 
-  private async create(path: string, flags: number, mode: number, requested: Owner | undefined, context: CallContext): Promise<ServerHandle> {
+  private async create(path: string, flags: number, mode: number, requested: Owner | undefined, context: CallContext): Promise<OpenedHandle> {
     const openFlags = (flags & CLIENT_OPEN_FLAGS) | constants.O_CREAT;
     const exclusive = (openFlags & constants.O_EXCL) !== 0;
-    const created = await this.at(path, async (r) => {
+    const created = await this.atAs(path, requested, async (r, who) => {
       const leaf = this.notRoot(r, "EISDIR");
+      const parent = await fstat(r.parentFd);
+      const denied = who && checkCreateIn(who, parent);
+      if (denied) {
+        // Linux looks the name up first: an existing file is opened (or is EEXIST with O_EXCL) without
+        // write permission on its directory.
+        if ((await lstatIfExists(leaf)) === undefined) enforce(denied);
+        if (exclusive) fail("EEXIST", "file exists");
+        return undefined;
+      }
       let fd: number;
       try {
         // Always exclusive on disk, so that squash applies only to files this call really created.
@@ -407,7 +499,7 @@ export class ExportFs {
         throw err;
       }
       try {
-        const owner = this.newOwner(requested);
+        const owner = newObjectOwner(who, requested, parent);
         if (owner) await fchown(fd, owner.uid, owner.gid);
         return this.register(fd, path, openFlags, context);
       } catch (err) {
@@ -415,13 +507,14 @@ export class ExportFs {
         throw err;
       }
     });
-    return created ?? this.openExisting(path, flags, context);
+    return created ?? this.openExisting(path, flags, requested, context);
   }
 
-  /** Adds an open fd to the handle table, closing it if the table is full. */
-  private async register(fd: number, path: string, flags: number, context: CallContext): Promise<ServerHandle> {
+  /** Adds an open fd to the handle table with the file's attributes, closing it if that fails. */
+  private async register(fd: number, path: string, flags: number, context: CallContext): Promise<OpenedHandle> {
     try {
-      return this.handleOf(this.handles.add({ kind: "file", fd, path, flags, identity: context.identity }));
+      const stat = toStat(await fstat(fd));
+      return { ...this.handleOf(this.handles.add({ kind: "file", fd, path, flags, identity: context.identity, client: context.client })), stat };
     } catch (err) {
       await closeQuietly(fd);
       throw err;
@@ -446,12 +539,13 @@ export class ExportFs {
 
   /** pwrite at `offset` (handles never have O_APPEND: see CLIENT_OPEN_FLAGS). */
   private write(handle: number, offset: number, data: Uint8Array, context: CallContext): Promise<number> {
-    return this.withFd(handle, context, (fd) => this.writeAt(fd, offset, data));
+    return this.withFd(handle, context, (fd) => this.writeAt(fd, offset, data, context));
   }
 
-  private async writeAt(fd: number, offset: number, data: Uint8Array): Promise<number> {
+  private async writeAt(fd: number, offset: number, data: Uint8Array, context: CallContext): Promise<number> {
     let written = 0;
     while (written < data.length) {
+      checkDeadline(context);
       const { bytesWritten } = await pwrite(fd, data, written, data.length - written, offset + written);
       written += bytesWritten;
     }
@@ -463,70 +557,48 @@ export class ExportFs {
     // The target is opaque text for the client's kernel to resolve; the server never follows it.
     if (target.length === 0 || target.includes("\0")) fail("EINVAL", "bad symlink target");
     if (Buffer.byteLength(target) >= PATH_MAX) fail("ENAMETOOLONG", "symlink target too long");
-    return this.at(path, async (r) => {
-      await symlink(target, this.notRoot(r, "EEXIST"));
-      return this.ownNew(r, owner);
+    return this.atAs(path, owner, async (r, who) => {
+      const leaf = this.notRoot(r, "EEXIST");
+      const entryOwner = await this.newEntryOwner(r, who, owner);
+      await symlink(target, leaf);
+      return this.ownNew(r, entryOwner);
     });
   }
 
   private mknod(path: string, mode: number, owner: Owner | undefined): Promise<null> {
     const type = mode & constants.S_IFMT;
     const permissions = mode & PERMISSION_BITS;
-    return this.at(path, async (r) => {
+    return this.atAs(path, owner, async (r, who) => {
       const leaf = this.notRoot(r, "EEXIST");
-      if (type === constants.S_IFIFO) {
-        await this.mkfifo(r, permissions);
+      const entryOwner = await this.newEntryOwner(r, who, owner);
+      if (type === constants.S_IFIFO || type === constants.S_IFSOCK) {
+        await mknodat(r.parentFd, r.leaf, type | permissions, 0);
       } else if (type === constants.S_IFREG || type === 0) {
         const fd = await openRaw(leaf, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, permissions);
         await closeQuietly(fd);
       } else {
-        fail("EPERM", "only regular files and FIFOs can be made");
+        fail("EPERM", "only regular files, FIFOs and sockets can be made");
       }
-      return this.ownNew(r, owner);
+      return this.ownNew(r, entryOwner);
     });
   }
 
-  /**
-   * Node has no mknod: mkfifo(1) makes the FIFO through this process's fd of the parent directory
-   * (`/proc/<server pid>/fd/<dirfd>/<leaf>`: `self` would be mkfifo's own process).
-   */
-  private async mkfifo(resolved: Resolved, permissions: number): Promise<void> {
-    const target = `/proc/${process.pid}/fd/${resolved.parentFd}/${resolved.leaf}`;
-    try {
-      await execFileAsync("mkfifo", ["-m", permissions.toString(8), "--", target], { timeout: this.options.mknodTimeoutMs });
-    } catch (err) {
-      const stderr = String((err as { stderr?: unknown }).stderr ?? "");
-      throw new FsError(mkfifoErrno(stderr), "mkfifo failed");
-    }
-  }
-
-  /** Who a new object belongs to under this export's squash rule; undefined: the server's own user. */
-  private newOwner(requested: Owner | undefined): Owner | undefined {
-    const { squash, anonUid, anonGid } = this.config;
-    if (squash === "all") return { uid: anonUid, gid: anonGid };
-    if (squash === "root") {
-      if (requested === undefined) return { uid: anonUid, gid: anonGid };
-      return { uid: requested.uid === 0 ? anonUid : requested.uid, gid: requested.gid === 0 ? anonGid : requested.gid };
-    }
-    return requested;
-  }
-
-  /** Gives a just-created entry its owner (lchown: never follows). */
-  private async ownNew(resolved: Resolved, requested: Owner | undefined): Promise<null> {
-    const owner = this.newOwner(requested);
+  /** Gives a just-created entry the owner decided before creating it (lchown: never follows); undefined: the server's own. */
+  private async ownNew(resolved: Resolved, owner: Owner | undefined): Promise<null> {
     if (owner) await lchown(resolved.leafPath, owner.uid, owner.gid);
     return null;
   }
 
-  private chown(path: string, uid: number, gid: number): Promise<null> {
-    const { squash, anonUid, anonGid } = this.config;
-    if (squash === "all") fail("EPERM", "ownership is squashed on this export");
-    let newUid = keepIfUnset(uid);
-    let newGid = keepIfUnset(gid);
-    if (squash === "root") {
-      if (newUid === 0) newUid = anonUid;
-      if (newGid === 0) newGid = anonGid;
-    }
-    return this.at(path, async (r) => (await lchown(r.leafPath, newUid, newGid), null));
+  /** chown on the pinned inode's /proc path changes a symlink itself, as lchown would. */
+  private chown(path: string, uid: number, gid: number, caller: Owner | undefined): Promise<null> {
+    const newUid = keepIfUnset(uid);
+    const newGid = keepIfUnset(gid);
+    return this.atAs(path, caller, (r, who) =>
+      this.withInode(r, async (inode, stats) => {
+        if (who) enforce(checkChown(who, stats, newUid, newGid));
+        await chown(inode, newUid, newGid);
+        return null;
+      }),
+    );
   }
 }

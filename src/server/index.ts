@@ -26,8 +26,6 @@ export interface StartServerParams {
   nc: NatsConnection;
   exports: readonly ExportConfig[];
   policy: AccessPolicy;
-  /** Announced in the NATS service registration (semver). */
-  version: string;
   observer?: ServerObserver;
   options?: Partial<ServerOptions>;
   logger?: Logger;
@@ -65,7 +63,6 @@ export async function startServer(params: StartServerParams): Promise<RunningSer
     nc: params.nc,
     exports: params.exports,
     policy: params.policy,
-    version: params.version,
     observer: params.observer ?? NULL_SERVER_OBSERVER,
     options,
     logger,
