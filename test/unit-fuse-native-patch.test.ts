@@ -437,6 +437,36 @@ describe("patched fuse-native: times, caller, locks and fallocate", { timeout: 9
     for (const call of calls) assert.equal(call.owner, first.owner, "one process, one lock owner");
   });
 
+  it("passes OFD locks with their open file's own owner, which close() does not unlock", async () => {
+    await writeFile(path("ofd.txt"), "");
+    const pid = Number(
+      await python(
+        "import fcntl,os,struct,sys\nfirst=os.open(sys.argv[1], os.O_RDWR)\nsecond=os.open(sys.argv[1], os.O_RDWR)\n" +
+          "ofd=lambda fd,start: fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhxxxxqqixxxx', fcntl.F_WRLCK, 0, start, 10, 0))\n" +
+          "ofd(first, 0)\nofd(second, 20)\nfcntl.lockf(first, fcntl.LOCK_EX|fcntl.LOCK_NB, 10, 40)\nos.close(first)\nos.close(second)\nprint(os.getpid())",
+        path("ofd.txt"),
+      ),
+    );
+    const calls = locksOn("ofd.txt").filter((call) => call.caller.pid === pid);
+    const [firstOfd, secondOfd, classic, ...flushes] = calls;
+    assert.ok(firstOfd && secondOfd && classic);
+    assert.deepEqual(
+      [firstOfd, secondOfd, classic].map(({ cmd, lock }) => [cmd, lock.type, lock.start]),
+      [
+        [Fuse.F_SETLK, Fuse.F_WRLCK, 0],
+        [Fuse.F_SETLK, Fuse.F_WRLCK, 20],
+        [Fuse.F_SETLK, Fuse.F_WRLCK, 40],
+      ],
+    );
+    assert.equal(new Set([firstOfd.owner, secondOfd.owner, classic.owner]).size, 3, "each open file and the process own apart");
+    // Each close(2) unlocks only the process's own locks: the file system must drop OFD locks on release.
+    assert.equal(flushes.length, 2);
+    for (const flush of flushes) {
+      assert.equal(flush.lock.type, Fuse.F_UNLCK);
+      assert.equal(flush.owner, classic.owner);
+    }
+  });
+
   it("answers F_GETLK with the conflicting lock the handler returns", async () => {
     await writeFile(path("getlk.txt"), "");
     await writeFile(path("getlk-free.txt"), "");

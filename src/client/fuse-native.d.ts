@@ -67,7 +67,9 @@ declare module "fuse-native" {
    * classic POSIX locks, one per open file description for OFD locks). For F_GETLK answer with the
    * conflicting lock, or with none / { type: F_UNLCK } if the range is free; a busy F_SETLK answers
    * Fuse.EAGAIN. libfuse also calls this with F_SETLK/F_UNLCK over the whole file (start 0, len 0) on every
-   * close(2) of the file (the FLUSH request), with the closing process's owner.
+   * close(2) of the file (the FLUSH request), with the closing process's owner: that ends the process's
+   * locks, but not OFD locks, whose owner is their open file. Nothing unlocks those but the file system: by
+   * release(fd), drop every lock still held that was taken through fd.
    */
   type LockHandler = (
     path: string,
