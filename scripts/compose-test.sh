@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# End-to-end test of the compose appliance (`make compose-test`), as root, on a machine with neither a
-# Docker engine nor a registry: rootful podman serves its Docker-compatible API from a scratch folder,
-# docker-compose drives the project's real docker-compose.yml and Dockerfiles against it, and local
-# stand-ins (scripts/compose-standins.sh) take the place of the base images.
+# End-to-end test of the compose appliance through the commands a user types (`make compose-test`, and
+# the `compose` group of `make test` through test/compose-appliance.test.ts), as root. On a machine
+# without Docker it takes scripts/compose.sh's podman route: rootful podman, docker-compose 1.29, the
+# project's real docker-compose.yml and Dockerfiles on local stand-in base images.
 #
-# Checks: a file written into the mount from a separate consumer container (rslave bind) arrives in the
-# export byte for byte and the other way round; the client's /readyz and /metrics answer on 127.0.0.1;
-# Prometheus scrapes both natsfs targets; after a restart of the `server` container a file held open
-# across it is still written and read correctly, the mount keeps working, and the client's failover
-# counter rose; after a restart of the `client` container no dead mount is left behind and a consumer
-# that kept running sees the new mount; a second run of the `pki` service re-creates nothing.
-# Everything is torn down at the end, on failure too.
+# Steps: `make up`; the example app is healthy and its journal is in the export; a file written in the
+# app container arrives in the export byte for byte and the other way round; files belong to the
+# servers' user (squash), the services run as the users the compose file names; a natsfs mount on the
+# host through the published bus port (a client "on another host"); `make up SERVERS=2` and both
+# servers are Prometheus targets; the server holding a file open is killed while the app keeps writing:
+# the file, the app's journal and the failover count in Prometheus are right and NatsfsServerDown stays
+# quiet; a request the server must refuse (a denial); `make up CLUSTER=1` and the NATS node the client
+# uses is killed while the app keeps writing; every Grafana panel's query returns series; a second pki
+# run re-creates nothing; `make down` leaves no container, mount, network, firewall chain or podman
+# process; `down -v` keeps the CA.
 #
-# Environment: NATSFS_COMPOSE_CACHE (default /var/cache/natsfs-compose) keeps the debootstrap root file
-# system between runs; NATSFS_COMPOSE_KEEP=1 leaves the stack running for a look (tear down by hand).
+# Everything is torn down at the end, on failure too. Kept between runs, as caches: the podman store
+# and debootstrap root file system in NATSFS_COMPOSE_CACHE (default /var/cache/natsfs-compose; delete
+# it to start cold). NATSFS_COMPOSE_KEEP=1 leaves the stack running for a look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 project_dir=$PWD
@@ -23,105 +27,57 @@ log() { printf 'compose-test [%3ds]: %s\n' "$(($(date +%s) - started))" "$*"; }
 fail() { log "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || { echo "compose-test: run as root (rootful podman, mounts)" >&2; exit 1; }
+command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1 &&
+  echo "compose-test: a Docker engine answers here; this test drives the podman route only" >&2
+[ -f dist/cli/main.js ] || npx tsc -p .
 
-PACKAGES=(podman runc netavark aardvark-dns iptables catatonit debootstrap docker-compose curl)
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-for port in 8222 9090 9100 9101; do
-  if ss -Hltn "sport = :$port" | grep -q .; then fail "port $port is taken on this machine; the stack publishes it on 127.0.0.1"; fi
-done
-
-# What podman leaves on the host outside its store (netavark's iptables chains and run folder, the
-# conmon cgroups) is removed at the end only when it was not there before: another podman user keeps it.
-host_had_podman_state=0
-if iptables -S NETAVARK_FORWARD >/dev/null 2>&1 || [ -e /run/containers ] || [ -e /sys/fs/cgroup/memory/libpod_parent ]; then
-  host_had_podman_state=1
-fi
-
-remove_podman_host_state() {
-  local table chain
-  for table in filter nat; do
-    iptables -t "$table" -S 2>/dev/null | grep -- '^-A [A-Z]* .*-j NETAVARK' | sed 's/^-A/-D/' |
-      while read -r rule; do eval "iptables -t $table $rule"; done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ { print $2 }'); do
-      iptables -t "$table" -F "$chain"
-    done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ { print $2 }'); do
-      iptables -t "$table" -X "$chain"
-    done
+# A port nothing listens on, for what the stack publishes.
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 20000))
+    ss -Hltn "sport = :$port" | grep -q . || { echo "$port"; return; }
   done
-  rm -rf /run/containers
-  find /sys/fs/cgroup/*/libpod_parent -depth -type d -exec rmdir {} + 2>/dev/null
 }
 
 work=$(mktemp -d /tmp/natsfs-compose.XXXXXX)
 data="$work/data"
-# Where docker-compose.yml's client mounts the export `data`: a submount of the shared DATA/mnt.
 mounted="$data/mnt/data"
 cache=${NATSFS_COMPOSE_CACHE:-/var/cache/natsfs-compose}
+export NATSFS_ENGINE=podman NATSFS_PODMAN_DIR="$cache/podman" NATSFS_DATA="$data"
+export COMPOSE_PROJECT_NAME=natsfscomposetest
+export NATSFS_BUS_ADDRESS=127.0.0.1 NATSFS_BUS_PORT=$(free_port) NATSFS_PROMETHEUS_PORT=$(free_port)
+prometheus="http://127.0.0.1:$NATSFS_PROMETHEUS_PORT"
+export NATSFS_PODMAN_HEALTH_INTERVAL=2
+# The same podman store and socket as scripts/compose.sh, for podman kill/exec/ps below.
+# shellcheck source=scripts/compose-podman.sh
+source scripts/compose-podman.sh
 
-# Podman's whole state lives in $work. Three settings this kind of VM needs: ulimits it may set (no
-# CAP_SYS_RESOURCE for the default 1048576), runc (crun refuses the hybrid cgroup layout), cgroupfs.
-cat >"$work/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+stack() { timeout --kill-after=10 "${STACK_TIMEOUT:-120}" bash scripts/compose.sh "$@"; }
+in_service() { local service=$1; shift; stack compose exec -T "$service" "$@"; }
 
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "$work/libpod-tmp"
+# Podman state on the host before the run: the final check compares against it.
+netavark_chains() { { iptables -S; iptables -t nat -S; } 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/' | sort; }
+chains_before=$(netavark_chains)
 
-[network]
-network_config_dir = "$work/networks"
-EOF
-cat >"$work/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$work/storage"
-runroot = "$work/run"
-EOF
-export CONTAINERS_CONF="$work/containers.conf" CONTAINERS_STORAGE_CONF="$work/storage.conf"
-export DOCKER_HOST="unix://$work/podman.sock"
-export COMPOSE_PROJECT_NAME=natsfscomposetest NATSFS_DATA="$data"
-# docker-compose 1.29 builds through the API (no BuildKit), which podman serves.
-export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
-
-compose() { timeout --kill-after=10 "${COMPOSE_TIMEOUT:-120}" docker-compose --ansi never "$@"; }
-
-podman_pid=""
-holder_pid=""
+holder_pid="" remote_pid="" stack_is_down=0
 teardown() {
   local status=$?
   set +e
   if [ "${NATSFS_COMPOSE_KEEP:-0}" = 1 ]; then
-    log "NATSFS_COMPOSE_KEEP=1: leaving the stack up; DOCKER_HOST=$DOCKER_HOST NATSFS_DATA=$data (podman PID $podman_pid)"
+    log "NATSFS_COMPOSE_KEEP=1: leaving the stack up: NATSFS_DATA=$data COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME NATSFS_PODMAN_DIR=$NATSFS_PODMAN_DIR scripts/compose.sh down"
     exit "$status"
   fi
   log "tearing down"
   [ -n "$holder_pid" ] && kill "$holder_pid" 2>/dev/null
-  if [ "$status" -ne 0 ] && [ -S "$work/podman.sock" ]; then
-    COMPOSE_TIMEOUT=30 compose logs --tail=40 2>&1 | sed 's/^/  | /'
+  [ -n "$remote_pid" ] && kill "$remote_pid" 2>/dev/null && timeout 10 tail --pid="$remote_pid" -f /dev/null
+  if [ "$status" -ne 0 ]; then
+    STACK_TIMEOUT=30 stack compose ps 2>&1 | sed 's/^/  | /'
+    STACK_TIMEOUT=30 stack compose logs --tail=30 2>&1 | sed 's/^/  | /'
   fi
-  [ -S "$work/podman.sock" ] && COMPOSE_TIMEOUT=120 compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1
-  if [ -n "$podman_pid" ]; then
-    kill "$podman_pid" 2>/dev/null
-    timeout 20 tail --pid="$podman_pid" -f /dev/null
-  fi
-  timeout 60 podman system reset -f >/dev/null 2>&1
-  # The client's FUSE mount (if a client died without unmounting), then the shared bind under it.
-  while findmnt -n --mountpoint "$mounted" >/dev/null 2>&1; do timeout 10 umount -l "$mounted" || break; done
-  while findmnt -n --mountpoint "$data/mnt" >/dev/null 2>&1; do timeout 10 umount -l "$data/mnt" || break; done
-  grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r mounted; do timeout 10 umount -l "$mounted"; done
+  [ "$stack_is_down" = 1 ] || STACK_TIMEOUT=180 stack down -v >/dev/null 2>&1 || log "down failed"
+  grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r path; do timeout 10 umount -l "$path"; done
   rm -rf --one-file-system "$work"
-  [ "$host_had_podman_state" = 1 ] || remove_podman_host_state
   log "$([ "$status" -eq 0 ] && echo PASSED || echo FAILED) in $(($(date +%s) - started)) s"
   exit "$status"
 }
@@ -139,69 +95,80 @@ wait_for() {
   done
 }
 
-# metric_sum URL NAME: the sum of every series of NAME (0 when absent).
-metric_sum() {
-  curl -fsS --max-time 5 "$1" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { sum += $NF } END { printf "%d\n", sum }'
-}
-
-log "podman service in $work"
-podman system service --time=0 "$DOCKER_HOST" >"$work/podman-service.log" 2>&1 &
-podman_pid=$!
-wait_for 30 "podman's socket" curl -fsS --unix-socket "$work/podman.sock" http://d/_ping
-
-log "stand-in base images (debootstrap cache: $cache)"
-timeout 600 bash scripts/compose-standins.sh "$cache"
-
-bash scripts/compose-prepare.sh "$data"
-
-log "docker-compose up -d --build"
-COMPOSE_TIMEOUT=900 compose up -d --build 2>&1 | grep -v '^\(Step\|---\| --->\|Removing intermediate\)' | tail -25
-[ "${PIPESTATUS[0]}" -eq 0 ] || fail "docker-compose up"
-
-wait_for 120 "the client's /readyz" curl -fsS --max-time 5 http://127.0.0.1:9101/readyz
-wait_for 30 "the FUSE mount on the host's $mounted" findmnt -n -t fuse,fuse.natsfs --mountpoint "$mounted"
-log "client ready, mount visible on the host"
-
-# 1. A consumer container (rslave bind) writes; the export holds the same bytes.
-consumer_sum=$(compose run --rm --no-deps -T consumer sh -c \
-  'head -c 3000000 /dev/urandom >/data/data/from-consumer.bin && sync && sha256sum </data/data/from-consumer.bin' | awk '{ print $1 }')
-[ -n "$consumer_sum" ] || fail "the consumer container could not write into the mount"
-cmp "$data/export/from-consumer.bin" "$mounted/from-consumer.bin" || fail "export and mount differ"
-[ "$(sha256sum <"$data/export/from-consumer.bin" | awk '{ print $1 }')" = "$consumer_sum" ] ||
-  fail "the export's copy differs from what the consumer wrote"
-log "consumer container -> mount -> export: 3000000 bytes identical"
-
-# 2. The other way: a file placed in the export is read through the mount by the consumer.
-head -c 1500000 /dev/urandom >"$data/export/from-export.bin"
-read_sum=$(compose run --rm --no-deps -T consumer sha256sum /data/data/from-export.bin | awk '{ print $1 }')
-[ "$read_sum" = "$(sha256sum <"$data/export/from-export.bin" | awk '{ print $1 }')" ] ||
-  fail "the consumer read different bytes than the export holds"
-log "export -> mount -> consumer container: identical"
-
-# 3. Endpoints on 127.0.0.1.
-[ "$(curl -fsS --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:9101/readyz)" = 200 ] || fail "client /readyz"
-# Whole bodies first: `curl | grep -q` fails under pipefail when grep stops reading early.
-client_metrics=$(curl -fsS --max-time 5 http://127.0.0.1:9101/metrics) || fail "client /metrics"
-server_metrics=$(curl -fsS --max-time 5 http://127.0.0.1:9100/metrics) || fail "server /metrics"
-nats_health=$(curl -fsS --max-time 5 http://127.0.0.1:8222/healthz) || fail "nats-server /healthz"
-grep -q '^natsfs_client_' <<<"$client_metrics" || fail "client /metrics has no natsfs_client_ series"
-grep -q '^natsfs_server_' <<<"$server_metrics" || fail "server /metrics has no natsfs_server_ series"
-grep -q ok <<<"$nats_health" || fail "nats-server /healthz says $nats_health"
-log "client /readyz 200, client and server /metrics, nats /healthz answer"
-
-# 4. Prometheus scrapes both natsfs targets (first scrape within one 15 s interval).
-targets_up() {
-  curl -fsS --max-time 5 http://127.0.0.1:9090/api/v1/targets | node -e '
+# promql EXPR: the query's result vector as JSON lines {"metric":..., "value": number}.
+promql() {
+  curl -fsS --max-time 10 "$prometheus/api/v1/query" --data-urlencode "query=$1" | node -e '
     const body = JSON.parse(require("fs").readFileSync(0, "utf8"));
-    const up = new Set(body.data.activeTargets.filter((t) => t.health === "up").map((t) => t.labels.job));
-    process.exit(["natsfs-server", "natsfs-client"].every((job) => up.has(job)) ? 0 : 1);'
+    for (const r of body.data.result) console.log(JSON.stringify({ metric: r.metric, value: Number(r.value[1]) }));'
 }
-wait_for 60 "Prometheus to report natsfs-server and natsfs-client up" targets_up
-log "Prometheus: natsfs-server and natsfs-client targets up"
+# promql_sum EXPR: the sum of the result's values (0 when empty).
+promql_sum() { promql "$1" | node -e 'let s = 0; for (const l of require("fs").readFileSync(0, "utf8").split("\n").filter(Boolean)) s += JSON.parse(l).value; console.log(s)'; }
+# targets_up JOB N: at least N targets of JOB are up.
+targets_up() { [ "$(promql "up{job=\"$1\"} == 1" | wc -l)" -ge "$2" ]; }
 
-# 5. Restart the server container while a file is held open through the mount (from the host).
-failovers_before=$(metric_sum http://127.0.0.1:9101/metrics natsfs_client_failovers_total)
-held="$mounted/held-across-restart.bin"
+sha() { sha256sum "$@" | awk '{ print $1 }'; }
+# journal_rounds: how many records the example app has written to its journal so far.
+journal_rounds() { cat "$data"/export/app/*/journal.txt 2>/dev/null | wc -l; }
+# app_keeps_writing WHAT: the app's journal grows by 3 rounds within 30 s and the app is healthy.
+app_keeps_writing() {
+  local before
+  before=$(journal_rounds)
+  wait_for 30 "the app to keep writing $1" test "$(journal_rounds)" -ge $((before + 3))
+  [ "$(podman_health app)" = healthy ] || fail "the app is $(podman_health app) $1"
+}
+podman_health() { stack compose ps 2>/dev/null | awk -v s="_$1_" 'index($1, s) { print ($0 ~ /\(healthy\)/) ? "healthy" : "not healthy" }' | head -1; }
+
+# 1. make up.
+log "make up (cache: $cache)"
+STACK_TIMEOUT=1200 make --no-print-directory up 2>&1 | sed 's/^/  | /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || fail "make up"
+log "make up: every healthcheck passed"
+findmnt -n -t fuse,fuse.natsfs --mountpoint "$mounted" >/dev/null || fail "no FUSE mount at $mounted on the host"
+wait_for 30 "the app's journal in the export" test -s "$(ls "$data"/export/app/*/journal.txt 2>/dev/null | head -1)"
+log "the export is mounted on the host and the app's journal arrives in the export"
+
+# 2. App container -> mount -> export, and back.
+app_sum=$(in_service app sh -c 'head -c 3000000 /dev/urandom >/shared/data/from-app.bin && sha256sum </shared/data/from-app.bin' | awk '{ print $1 }')
+[ -n "$app_sum" ] || fail "the app container could not write into the mount"
+[ "$(sha "$data/export/from-app.bin")" = "$app_sum" ] || fail "the export's copy differs from what the app wrote"
+cmp "$data/export/from-app.bin" "$mounted/from-app.bin" || fail "the host's mount and the export differ"
+head -c 1500000 /dev/urandom >"$data/export/from-export.bin"
+[ "$(in_service app sha256sum /shared/data/from-export.bin | awk '{ print $1 }')" = "$(sha "$data/export/from-export.bin")" ] ||
+  fail "the app read different bytes than the export holds"
+log "app -> mount -> export: 3000000 bytes identical; export -> mount -> app: identical"
+
+# 3. Users: the servers' files belong to 10001 (squash), the services run as the compose file says.
+[ "$(stat -c %u:%g "$data/export/from-app.bin")" = 10001:10001 ] || fail "from-app.bin belongs to $(stat -c %u:%g "$data/export/from-app.bin")"
+for expected in server=10001 nats=10002 app=10001 client=0; do
+  service=${expected%=*}
+  uid=$(in_service "$service" sh -c 'id -u 2>/dev/null || awk "/^Uid:/ { print \$2 }" /proc/self/status' | tr -d '\r')
+  [ "$uid" = "${expected#*=}" ] || fail "$service runs as uid $uid, not ${expected#*=}"
+done
+in_service app sh -c 'ls /sys/class/net' | grep -qvx lo && fail "the app has a network interface besides lo"
+log "files owned by 10001; server, nats, app, client run as 10001, 10002, 10001, root; the app has no network"
+
+# 4. A client on "another host": the host itself, through the published bus port, with the CA.
+mkdir -p "$work/remote"
+node dist/cli/main.js mount --nats "tls://127.0.0.1:$NATSFS_BUS_PORT" --pki "$data/pki" --identity client \
+  --export data --foreground "$work/remote" >"$work/remote.log" 2>&1 &
+remote_pid=$!
+wait_for 30 "the mount through the published port" findmnt -n -t fuse,fuse.natsfs --mountpoint "$work/remote"
+cmp "$work/remote/from-app.bin" "$data/export/from-app.bin" || fail "the remote mount reads different bytes"
+kill "$remote_pid"
+timeout 20 tail --pid="$remote_pid" -f /dev/null
+remote_pid=""
+log "a natsfs mount through 127.0.0.1:$NATSFS_BUS_PORT (published bus port) reads the export"
+
+# 5. Two servers, both Prometheus targets.
+log "make up SERVERS=2"
+make --no-print-directory up SERVERS=2 2>&1 | sed 's/^/  | /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || fail "make up SERVERS=2"
+wait_for 60 "Prometheus to scrape both server instances" targets_up natsfs-server 2
+wait_for 60 "Prometheus to scrape the client" targets_up natsfs-client 1
+log "Prometheus: 2 natsfs-server targets up, natsfs-client up"
+
+# 6. Kill the server instance that holds a file open, while the app keeps writing.
+held="$mounted/held-across-kill.bin"
 head -c 700000 /dev/urandom >"$work/part-a"
 head -c 900000 /dev/urandom >"$work/part-b"
 cat "$work/part-a" "$work/part-b" >"$work/expected"
@@ -227,43 +194,87 @@ node -e '
 holder_pid=$!
 wait_for 30 "the holder to write its first part" test -e "$work/held-ready"
 
-log "restarting the server container with $held open"
-compose restart server >/dev/null
-wait_for 90 "the server's /readyz after the restart" curl -fsS --max-time 5 http://127.0.0.1:9100/readyz
+# The instance with the most open handles holds the file (the app's handles are short-lived).
+victim=""
+most=-1
+for id in $(stack compose ps -q server); do
+  handles=$(podman exec "$id" node -e 'fetch("http://127.0.0.1:9100/metrics").then((r) => r.text()).then((t) => console.log(/^natsfs_server_open_handles\{export="data"\} (\d+)/m.exec(t)?.[1] ?? 0))')
+  if [ "$handles" -gt "$most" ]; then most=$handles victim=$id; fi
+done
+failovers_before=$(promql_sum 'sum(natsfs_client_failovers_total)')
+log "killing server container ${victim:0:12} ($most open handles) with $held open"
+podman kill "$victim" >/dev/null
+app_keeps_writing "after the server kill"
 touch "$work/held-go"
 timeout 120 tail --pid="$holder_pid" -f /dev/null
-wait "$holder_pid" || fail "the file held open across the restart was not written and read back correctly (holder exit $?)"
+wait "$holder_pid" || fail "the file held open across the kill was not written and read back correctly (holder exit $?)"
 holder_pid=""
-cmp "$work/expected" "$data/export/held-across-restart.bin" || fail "the export's copy of the held file is wrong"
-log "file held open across the restart: written and read back, export identical"
+cmp "$work/expected" "$data/export/held-across-kill.bin" || fail "the export's copy of the held file is wrong"
+log "file held open across the kill: written and read back, export identical; the app kept writing"
+wait_for 60 "Prometheus to count the failover" \
+  sh -c "[ \"\$(curl -fsS --max-time 5 '$prometheus/api/v1/query' --data-urlencode 'query=sum(natsfs_client_failovers_total)' | grep -o '\"value\":\[[^]]*\]' | grep -o '\"[0-9.]*\"\]' | tr -d '\"]')\" != '$failovers_before' ]"
+log "Prometheus: natsfs_client_failovers_total $failovers_before -> $(promql_sum 'sum(natsfs_client_failovers_total)')"
+[ -z "$(promql 'ALERTS{alertname="NatsfsServerDown"}')" ] || fail "NatsfsServerDown is pending or firing while an instance serves the export"
+log "NatsfsServerDown quiet: the other instance serves the export"
 
-failovers_after=$(metric_sum http://127.0.0.1:9101/metrics natsfs_client_failovers_total)
-[ "$failovers_after" -gt "$failovers_before" ] ||
-  fail "natsfs_client_failovers_total did not rise across the restart ($failovers_before -> $failovers_after)"
-log "natsfs_client_failovers_total $failovers_before -> $failovers_after"
+# 7. A denial: a request the servers must refuse, sent with the client's certificate.
+in_service client node --input-type=module <scripts/compose-denial.mjs | sed 's/^/  | /'
+log "denial sent"
 
-after_sum=$(compose run --rm --no-deps -T consumer sh -c \
-  'head -c 500000 /dev/urandom >/data/data/after-restart.bin && sync && sha256sum </data/data/after-restart.bin' | awk '{ print $1 }')
-[ "$after_sum" = "$(sha256sum <"$data/export/after-restart.bin" | awk '{ print $1 }')" ] ||
-  fail "a new file written after the restart did not arrive intact"
-log "the mount keeps working after the restart"
+# 8. Three NATS nodes: kill the one the client is connected to, while the app keeps writing.
+log "make up CLUSTER=1 (3 NATS nodes, 2 servers)"
+make --no-print-directory up CLUSTER=1 2>&1 | sed 's/^/  | /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || fail "make up CLUSTER=1"
+app_keeps_writing "after the switch to the cluster"
+node_url=$(in_service client node -e 'fetch("http://127.0.0.1:9101/status").then((r) => r.json()).then((s) => console.log(JSON.stringify(s)))' |
+  grep -o 'nats-[23]\|nats:4222' | head -1)
+node_service=${node_url%:4222}
+node_service=${node_service:-nats}
+reconnects_before=$(promql_sum 'sum(natsfs_client_bus_reconnects_total)')
+log "killing NATS node $node_service (the client's)"
+podman kill "$(stack compose ps -q "$node_service")" >/dev/null
+app_keeps_writing "after the NATS node kill"
+after_sum=$(in_service app sh -c 'head -c 500000 /dev/urandom >/shared/data/after-node-kill.bin && sha256sum </shared/data/after-node-kill.bin' | awk '{ print $1 }')
+[ "$after_sum" = "$(sha "$data/export/after-node-kill.bin")" ] || fail "a file written after the node kill did not arrive intact"
+log "NATS node $node_service killed: the app kept writing, a new file arrived intact (reconnects before: $reconnects_before)"
 
-# 6. Restart the client while a consumer container that started earlier keeps running: the client's
-#    stop leaves no dead mount behind, and the new mount reaches the running consumer (rslave).
-compose run -d --no-deps --name natsfscomposetest_consumer_held consumer sleep 600 >/dev/null
-wait_for 30 "the long-running consumer to see the mount" \
-  podman exec natsfscomposetest_consumer_held test -f /data/data/after-restart.bin
-compose stop client >/dev/null
-! findmnt -n -t fuse,fuse.natsfs --mountpoint "$mounted" >/dev/null || fail "stopping the client left a FUSE mount on $mounted"
-compose start client >/dev/null
-wait_for 60 "the client's /readyz after its restart" curl -fsS --max-time 5 http://127.0.0.1:9101/readyz
-wait_for 30 "the running consumer to see the new mount" \
-  podman exec natsfscomposetest_consumer_held cmp /data/data/from-export.bin /data/data/from-export.bin
-[ "$(podman exec natsfscomposetest_consumer_held sha256sum /data/data/after-restart.bin | awk '{ print $1 }')" = "$after_sum" ] ||
-  fail "the running consumer reads different bytes after the client's restart"
-log "client restarted: no dead mount while stopped, the running consumer sees the new mount"
+# 9. Every dashboard query returns series, with Grafana's variables filled in as "all".
+mapfile -t queries < <(node -e '
+  const d = JSON.parse(require("fs").readFileSync("deploy/grafana/dashboards/natsfs.json", "utf8"));
+  for (const p of d.panels) for (const t of p.targets ?? []) console.log(JSON.stringify({ title: p.title, expr: t.expr }));')
+empty_queries() {
+  local query expr missing=0
+  for query in "${queries[@]}"; do
+    expr=$(node -e 'const q = JSON.parse(process.argv[1]); console.log(q.expr.replaceAll("$__rate_interval", "1m").replaceAll("$export", ".*").replaceAll("$identity", ".*"))' "$query")
+    if [ -z "$(promql "$expr")" ]; then missing=$((missing + 1)); echo "$query" >>"$work/empty-queries"; fi
+  done
+  [ "$missing" -eq 0 ]
+}
+deadline=$(($(date +%s) + 90))
+until rm -f "$work/empty-queries"; empty_queries; do
+  [ "$(date +%s)" -lt "$deadline" ] || { cat "$work/empty-queries" >&2; fail "dashboard queries without series"; }
+  sleep 5
+done
+log "all ${#queries[@]} dashboard queries return series"
 
-# 7. The pki service again: keeps the CA and every certificate.
-pki_output=$(compose run --rm --no-deps -T pki)
+# 10. pki again: nothing re-created.
+pki_output=$(stack compose run --rm --no-deps -T pki)
 if printf '%s\n' "$pki_output" | grep -q '^created '; then fail "a second pki run created certificates again: $pki_output"; fi
 log "pki again: nothing re-created"
+
+# 11. make down leaves nothing; down -v keeps the CA.
+log "make down"
+STACK_TIMEOUT=180 make --no-print-directory down 2>&1 | sed 's/^/  | /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || fail "make down"
+[ -z "$(podman ps -aq)" ] || fail "containers left: $(podman ps -a --format '{{.Names}}')"
+[ -z "$(podman network ls -q --filter "name=$COMPOSE_PROJECT_NAME")" ] || fail "networks left: $(podman network ls --format '{{.Name}}')"
+! grep -q " $data" /proc/mounts || fail "mounts left: $(grep " $data" /proc/mounts)"
+[ "$(netavark_chains)" = "$chains_before" ] || fail "firewall chains left: $(netavark_chains)"
+[ ! -e "$PODMAN_RUN_DIR" ] || fail "podman's run state (socket, service) left in $PODMAN_RUN_DIR"
+log "make down: no container, network, mount, firewall chain or podman service left"
+STACK_TIMEOUT=180 stack down -v >/dev/null 2>&1 || fail "down -v"
+[ -s "$data/pki/ca.key" ] || fail "down -v removed the CA"
+(cd "$work" && bash "$project_dir/scripts/compose.sh" ca-backup "$work/ca.tar.gz")
+tar -tzf "$work/ca.tar.gz" | grep -qx 'pki/ca.key' || fail "ca-backup did not archive the CA key"
+log "down -v keeps the CA; make ca-backup archives it"
+stack_is_down=1

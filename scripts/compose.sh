@@ -23,6 +23,7 @@
 #   GRAFANA=1    Grafana on 127.0.0.1:3000 (the `grafana` profile; needs its registry image)
 #   NATSFS_BUS_PORT, NATSFS_BUS_ADDRESS, NATSFS_BUS_HOSTS, NATSFS_PROMETHEUS_PORT, NATSFS_GRAFANA_PORT
 #                (see docker-compose.yml and the README)
+#   NATSFS_BUILD_CONTEXT  what the images are built from (default: this folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -130,8 +131,8 @@ cmd_up() {
   NATSFS_DATA=$NATSFS_DATA bash scripts/compose-prepare.sh
   save_settings
   log "building and starting ($ENGINE, servers: $SERVERS, profiles: ${COMPOSE_PROFILES:-none})"
-  compose build --quiet pki server client 2>&1 | grep -v '^\(Step\|---\| --->\|Removing intermediate\)' || true
-  [ "${PIPESTATUS[0]}" -eq 0 ] || die "build failed"
+  compose build pki server client >"$NATSFS_DATA/build.log" 2>&1 ||
+    { tail -30 "$NATSFS_DATA/build.log" >&2; die "build failed (whole log: $NATSFS_DATA/build.log)"; }
   compose up -d --remove-orphans --scale server="$SERVERS"
   wait_healthy "${NATSFS_UP_TIMEOUT:-180}" || { compose ps >&2; die "the stack did not become healthy (make logs)"; }
   cat <<EOF
