@@ -27,6 +27,21 @@ export function parseSeconds(value: string): number {
   return seconds;
 }
 
+export function parseCount(value: string): number {
+  const count = Number(value);
+  if (!Number.isSafeInteger(count) || count < 1) throw new UsageError(`invalid count "${value}": expected a whole number of at least 1`);
+  return count;
+}
+
+export const MiB = 1024 * 1024;
+
+/** A size in MiB (kept in MiB, so a flag's default shows as the user writes it). */
+export function parseMebibytes(value: string): number {
+  const mib = Number(value);
+  if (!Number.isFinite(mib) || mib <= 0) throw new UsageError(`invalid size "${value}": expected MiB, more than 0`);
+  return mib;
+}
+
 /** Options shared by every command that talks to the bus. */
 export function addBusOptions(command: Command): Command {
   return command

@@ -5,8 +5,8 @@ import { resolve } from "node:path";
 import type { NatsConnection } from "nats";
 import { createServerMetrics, observeCertificateExpiry, type Readiness } from "../metrics/index.js";
 import { PolicyError, loadPolicy } from "../security/index.js";
-import { DEFAULT_SERVER_OPTIONS, ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig, type RunningServer } from "../server/index.js";
-import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
+import { DEFAULT_SERVER_OPTIONS, ExportSpecError, openPolicy, parseExportSpecs, serverLogger, startServer, type AccessPolicy, type ExportConfig, type RunningServer, type ServerOptions } from "../server/index.js";
+import { MiB, UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseCount, parseMebibytes, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
 
 interface ServerFlags extends BusFlags {
@@ -15,6 +15,28 @@ interface ServerFlags extends BusFlags {
   metricsPort?: number;
   metricsHost: string;
   leftoverGrace: number;
+  lease: number;
+  maxRequestsPerIdentity: number;
+  maxBytesPerIdentity: number;
+  maxQueuePerIdentity: number;
+  maxHandlesPerIdentity: number;
+  memoryBudget: number;
+}
+
+/** Server options from the command line (each flag's default is DEFAULT_SERVER_OPTIONS'). */
+function serverOptions(flags: ServerFlags): Partial<ServerOptions> {
+  return {
+    leftoverGraceMs: flags.leftoverGrace * 1000,
+    leaseMs: flags.lease * 1000,
+    maxHandlesPerIdentity: flags.maxHandlesPerIdentity,
+    admission: {
+      ...DEFAULT_SERVER_OPTIONS.admission,
+      perIdentityRequests: flags.maxRequestsPerIdentity,
+      perIdentityBytes: Math.round(flags.maxBytesPerIdentity * MiB),
+      perIdentityQueue: flags.maxQueuePerIdentity,
+      memoryBytes: Math.round(flags.memoryBudget * MiB),
+    },
+  };
 }
 
 interface Exports {
@@ -107,7 +129,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
   const metrics = createServerMetrics({ exportNames: exports.map((e) => e.name), identity, version: VERSION, knownIdentities });
   try {
     const stopReloading = flags.policy === undefined ? () => {} : reloadOnHangup(flags.policy, policy, exports);
-    const server = await startServer({ nc, exports, policy, options: { leftoverGraceMs: flags.leftoverGrace * 1000 }, observer: metrics.observer, logger: serverLogger() });
+    const server = await startServer({ nc, exports, policy, options: serverOptions(flags), observer: metrics.observer, logger: serverLogger() });
     metrics.epochStarted(server.instance, server.epoch);
     if (flags.pki !== undefined && !flags.insecure) {
       observeCertificateExpiry(metrics.registry, identity, readFileSync(resolve(flags.pki, `${identity}.pem`)));
@@ -131,7 +153,13 @@ export function registerServer(program: Command): void {
     .description("serve directories on the bus")
     .option("--export <name=path[:ro]>", "export a directory (repeatable); every identity gets rw, or ro with :ro", collect)
     .option("--policy <file>", "policy file naming exports, identities and grants (instead of --export); SIGHUP re-reads its grants")
-    .option("--leftover-grace <seconds>", "remove .fuse_hidden* files unchanged this long at start", parseSeconds, DEFAULT_SERVER_OPTIONS.leftoverGraceMs / 1000);
+    .option("--leftover-grace <seconds>", "remove .fuse_hidden* files unchanged this long at start", parseSeconds, DEFAULT_SERVER_OPTIONS.leftoverGraceMs / 1000)
+    .option("--lease <seconds>", "close the handles of a client not heard from this long (clients renew every 30 s)", parseSeconds, DEFAULT_SERVER_OPTIONS.leaseMs / 1000)
+    .option("--max-requests-per-identity <n>", "requests one identity may have executing at once; more wait in its queue", parseCount, DEFAULT_SERVER_OPTIONS.admission.perIdentityRequests)
+    .option("--max-bytes-per-identity <MiB>", "request and reply bytes one identity may have in flight", parseMebibytes, DEFAULT_SERVER_OPTIONS.admission.perIdentityBytes / MiB)
+    .option("--max-queue-per-identity <n>", "requests one identity may have waiting; beyond it they are refused (EAGAIN, the client retries)", parseCount, DEFAULT_SERVER_OPTIONS.admission.perIdentityQueue)
+    .option("--max-handles-per-identity <n>", "open handles one identity may hold on one export; beyond it its least recently used idle one is closed", parseCount, DEFAULT_SERVER_OPTIONS.maxHandlesPerIdentity)
+    .option("--memory-budget <MiB>", "memory for requests in flight and open handles, for the whole process", parseMebibytes, DEFAULT_SERVER_OPTIONS.admission.memoryBytes / MiB);
   addBusOptions(command);
   addMetricsOptions(command);
   command.action((flags: ServerFlags) => runServer(flags));
