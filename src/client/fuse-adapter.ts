@@ -134,15 +134,16 @@ export class KernelMount {
   private handlers() {
     const vfs = this.vfs;
     return {
-      getattr: (path: string, cb: Cb) => this.answer("getattr", cb, vfs.getattr(path), (s) => [kernelStat(s)]),
+      getattr: (path: string, cb: Cb, caller?: Caller) => this.answer("getattr", cb, vfs.getattr(path, callerOf(caller)), (s) => [kernelStat(s)]),
       // Our fuse-native patch passes the handle (upstream calls getattr by path instead).
-      fgetattr: (path: string, fh: number, cb: Cb) => this.answer("fgetattr", cb, vfs.fgetattr(fh, path), (s) => [kernelStat(s)]),
-      access: (path: string, mode: number, cb: Cb) => this.answer("access", cb, vfs.access(path, mode)),
-      statfs: (path: string, cb: Cb) => this.answer("statfs", cb, vfs.statfs(path), (s) => [fitStatfs(s)]),
-      readdir: (path: string, cb: Cb) => this.answer("readdir", cb, vfs.readdir(path), (names) => [names]),
-      opendir: (path: string, _flags: number, cb: Cb) => this.answer("opendir", cb, vfs.opendir(path), (fh) => [fh]),
+      fgetattr: (path: string, fh: number, cb: Cb, caller?: Caller) =>
+        this.answer("fgetattr", cb, vfs.fgetattr(fh, path, callerOf(caller)), (s) => [kernelStat(s)]),
+      access: (path: string, mode: number, cb: Cb, caller?: Caller) => this.answer("access", cb, vfs.access(path, mode, callerOf(caller))),
+      statfs: (path: string, cb: Cb, caller?: Caller) => this.answer("statfs", cb, vfs.statfs(path, callerOf(caller)), (s) => [fitStatfs(s)]),
+      readdir: (path: string, cb: Cb, caller?: Caller) => this.answer("readdir", cb, vfs.readdir(path, callerOf(caller)), (names) => [names]),
+      opendir: (path: string, _flags: number, cb: Cb, caller?: Caller) => this.answer("opendir", cb, vfs.opendir(path, callerOf(caller)), (fh) => [fh]),
       releasedir: (_path: string, fh: number, cb: Cb) => this.answer("releasedir", cb, vfs.releasedir(fh)),
-      open: (path: string, flags: number, cb: Cb) => this.answer("open", cb, vfs.open(path, flags), (fh) => [fh]),
+      open: (path: string, flags: number, cb: Cb, caller?: Caller) => this.answer("open", cb, vfs.open(path, flags, callerOf(caller)), (fh) => [fh]),
       create: (path: string, mode: number, cb: Cb, caller?: Caller) =>
         this.answer("create", cb, vfs.create(path, mode, callerOf(caller)), (fh) => [fh]),
       read: (_path: string, fh: number, buffer: Buffer, length: number, offset: number, cb: Cb) =>
@@ -160,32 +161,33 @@ export class KernelMount {
       flush: (_path: string, fh: number, cb: Cb) => this.answer("flush", cb, vfs.flush(fh)),
       fsync: (_path: string, datasync: number, fh: number, cb: Cb) => this.answer("fsync", cb, vfs.fsync(fh, datasync !== 0)),
       release: (_path: string, fh: number, cb: Cb) => this.answer("release", cb, vfs.release(fh)),
-      truncate: (path: string, size: number, cb: Cb) => this.answer("truncate", cb, vfs.truncate(path, size)),
+      truncate: (path: string, size: number, cb: Cb, caller?: Caller) => this.answer("truncate", cb, vfs.truncate(path, size, callerOf(caller))),
       ftruncate: (_path: string, fh: number, size: number, cb: Cb) => this.answer("ftruncate", cb, vfs.ftruncate(fh, size)),
-      unlink: (path: string, cb: Cb) => this.answer("unlink", cb, vfs.unlink(path)),
-      rename: (from: string, to: string, cb: Cb) => this.answer("rename", cb, vfs.rename(from, to)),
+      unlink: (path: string, cb: Cb, caller?: Caller) => this.answer("unlink", cb, vfs.unlink(path, callerOf(caller))),
+      rename: (from: string, to: string, cb: Cb, caller?: Caller) => this.answer("rename", cb, vfs.rename(from, to, callerOf(caller))),
       mkdir: (path: string, mode: number, cb: Cb, caller?: Caller) => this.answer("mkdir", cb, vfs.mkdir(path, mode, callerOf(caller))),
-      rmdir: (path: string, cb: Cb) => this.answer("rmdir", cb, vfs.rmdir(path)),
+      rmdir: (path: string, cb: Cb, caller?: Caller) => this.answer("rmdir", cb, vfs.rmdir(path, callerOf(caller))),
       symlink: (target: string, path: string, cb: Cb, caller?: Caller) =>
         this.answer("symlink", cb, vfs.symlink(target, path, callerOf(caller))),
-      readlink: (path: string, cb: Cb) => this.answer("readlink", cb, vfs.readlink(path), (target) => [target]),
-      link: (from: string, to: string, cb: Cb) => this.answer("link", cb, vfs.link(from, to)),
+      readlink: (path: string, cb: Cb, caller?: Caller) => this.answer("readlink", cb, vfs.readlink(path, callerOf(caller)), (target) => [target]),
+      link: (from: string, to: string, cb: Cb, caller?: Caller) => this.answer("link", cb, vfs.link(from, to, callerOf(caller))),
       mknod: (path: string, mode: number, rdev: number, cb: Cb, caller?: Caller) =>
         this.answer("mknod", cb, vfs.mknod(path, mode, rdev, callerOf(caller))),
-      chmod: (path: string, mode: number, cb: Cb) => this.answer("chmod", cb, vfs.chmod(path, mode)),
-      chown: (path: string, uid: number, gid: number, cb: Cb) => this.answer("chown", cb, vfs.chown(path, uid, gid)),
-      utimens: (path: string, atime: number, mtime: number, cb: Cb) => this.answer("utimens", cb, vfs.utimens(path, atime, mtime)),
-      setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb) =>
-        this.answer("setxattr", cb, vfs.setxattr(path, name, Buffer.from(value), flags)),
-      getxattr: (path: string, name: string, _position: number, cb: Cb) =>
-        this.answer("getxattr", cb, vfs.getxattr(path, name), (value) => [Buffer.from(value)]),
-      listxattr: (path: string, cb: Cb) => this.answer("listxattr", cb, vfs.listxattr(path), (names) => [names]),
-      removexattr: (path: string, name: string, cb: Cb) => this.answer("removexattr", cb, vfs.removexattr(path, name)),
+      chmod: (path: string, mode: number, cb: Cb, caller?: Caller) => this.answer("chmod", cb, vfs.chmod(path, mode, callerOf(caller))),
+      chown: (path: string, uid: number, gid: number, cb: Cb, caller?: Caller) => this.answer("chown", cb, vfs.chown(path, uid, gid, callerOf(caller))),
+      utimens: (path: string, atime: number, mtime: number, cb: Cb, caller?: Caller) =>
+        this.answer("utimens", cb, vfs.utimens(path, atime, mtime, callerOf(caller))),
+      setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb, caller?: Caller) =>
+        this.answer("setxattr", cb, vfs.setxattr(path, name, Buffer.from(value), flags, callerOf(caller))),
+      getxattr: (path: string, name: string, _position: number, cb: Cb, caller?: Caller) =>
+        this.answer("getxattr", cb, vfs.getxattr(path, name, callerOf(caller)), (value) => [Buffer.from(value)]),
+      listxattr: (path: string, cb: Cb, caller?: Caller) => this.answer("listxattr", cb, vfs.listxattr(path, callerOf(caller)), (names) => [names]),
+      removexattr: (path: string, name: string, cb: Cb, caller?: Caller) => this.answer("removexattr", cb, vfs.removexattr(path, name, callerOf(caller))),
     };
   }
 }
 
-/** Owner of a new object: the calling process (absent only with an unpatched fuse-native). */
+/** The calling process, sent with every path op (absent only with an unpatched fuse-native). */
 function callerOf(caller: Caller | undefined): Owner | undefined {
   return caller && typeof caller.uid === "number" && typeof caller.gid === "number" ? { uid: caller.uid, gid: caller.gid } : undefined;
 }

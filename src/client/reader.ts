@@ -1,75 +1,110 @@
+import type { MemoryBudget } from "./budget.js";
+import type { DataCache, FileKey } from "./data-cache.js";
+
 /**
- * Readahead for one open file, in the spirit of JuiceFS's reader: a sequential reader gets the next
- * blocks fetched in parallel before the kernel asks for them, so a stream is limited by bandwidth
- * rather than by one round trip per kernel read. Random reads fetch only what they need.
+ * Readahead for one open handle over the file's shared block cache, in the spirit of JuiceFS's reader:
+ * a sequential reader gets a window of blocks fetched in parallel before the kernel asks for them,
+ * doubling on every sequential read up to `maxAheadBlocks` blocks of the bus's message size; blocks
+ * behind it are dropped. Random reads fetch exactly what they need and cache nothing. The block at the
+ * end of the file is never cached, so data appended since it was read is fetched, never hidden.
  */
 export interface ReadAheadOptions {
-  /** Bytes per fetched block; a kernel read is at most 128 KiB. */
+  /** Bytes per block: one request's worth (the bus's message limit). */
   blockBytes: number;
   /** Blocks fetched ahead of a sequential reader at most. */
   maxAheadBlocks: number;
 }
 
+/** What a reader needs of its file: the shared cache key, the size known now and fetches in flight. */
+export interface ReadableFile {
+  readonly key: FileKey;
+  /** Size as last seen; readahead never fetches past it. */
+  readonly size: number;
+  /** Bumped whenever the file's cached data is dropped: a fetch started before must not be cached. */
+  readonly generation: number;
+  /** Block fetches in flight, shared by every handle of the file. */
+  readonly fetching: Map<number, Promise<Uint8Array>>;
+}
+
+export type Fetch = (offset: number, length: number) => Promise<Uint8Array>;
+
 export class ReadAhead {
-  private readonly blocks = new Map<number, Promise<Uint8Array>>();
   private nextSequentialOffset = -1;
   private aheadBlocks = 0;
-  /** First block index known to lie past the end of the file. */
-  private endBlock = Infinity;
 
   constructor(
-    private readonly fetch: (offset: number, length: number) => Promise<Uint8Array>,
+    private readonly file: ReadableFile,
+    private readonly cache: DataCache,
+    private readonly budget: MemoryBudget,
+    private readonly fetch: Fetch,
     private readonly options: ReadAheadOptions,
   ) {}
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     const size = this.options.blockBytes;
-    const sequential = offset === this.nextSequentialOffset;
-    this.aheadBlocks = sequential ? Math.min(this.options.maxAheadBlocks, Math.max(1, this.aheadBlocks * 2)) : 0;
-    this.nextSequentialOffset = offset + length;
-
     const first = Math.floor(offset / size);
     const last = Math.floor((offset + length - 1) / size);
-    this.forgetBefore(first);
+    const sequential = offset === this.nextSequentialOffset || this.isHeld(first);
+    this.nextSequentialOffset = offset + length;
+    if (!sequential) {
+      this.aheadBlocks = 0;
+      return this.fetch(offset, length);
+    }
+    this.aheadBlocks = Math.min(this.options.maxAheadBlocks, Math.max(1, this.aheadBlocks * 2));
+    this.cache.dropFile(this.file.key, (index) => index < first);
     const wanted: Promise<Uint8Array>[] = [];
     for (let index = first; index <= last; index++) wanted.push(this.block(index));
-    for (let index = last + 1; index <= last + this.aheadBlocks && index < this.endBlock; index++) void this.block(index).catch(() => undefined);
+    const endBlock = Math.ceil(this.file.size / size);
+    for (let index = last + 1; index <= last + this.aheadBlocks && index < endBlock; index++) {
+      if (this.isHeld(index)) continue;
+      // Blocks fetched ahead are charged while in flight; with no room left, the reader waits for data instead.
+      if (!this.budget.tryCharge("data", size)) break;
+      void this.block(index, size).catch(() => undefined);
+    }
 
     const parts = await Promise.all(wanted);
-    const joined = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    // A short block ends the file as it was when fetched; bytes past it are asked for again.
+    const held = parts.findIndex((part) => part.length < size);
+    const usable = held === -1 ? parts : parts.slice(0, held + 1);
+    const joined = usable.length === 1 ? usable[0]! : Buffer.concat(usable);
     const start = offset - first * size;
-    return joined.subarray(start, Math.min(joined.length, start + length));
+    const answer = joined.subarray(Math.min(start, joined.length), Math.min(joined.length, start + length));
+    if (answer.length < length && offset + answer.length < this.file.size) {
+      return Buffer.concat([answer, await this.fetch(offset + answer.length, length - answer.length)]);
+    }
+    return answer;
   }
 
-  /** Forgets every fetched block: the file changed through this client. */
-  invalidate(): void {
-    this.blocks.clear();
-    this.endBlock = Infinity;
-    this.nextSequentialOffset = -1;
-    this.aheadBlocks = 0;
+  private isHeld(index: number): boolean {
+    return this.file.fetching.has(index) || this.cache.get(this.file.key, index) !== undefined;
   }
 
-  private block(index: number): Promise<Uint8Array> {
-    let block = this.blocks.get(index);
-    if (block === undefined) {
+  /** `prepaid`: bytes charged for this fetch while in flight, given back when it settles. */
+  private block(index: number, prepaid = 0): Promise<Uint8Array> {
+    const cached = this.cache.get(this.file.key, index);
+    if (cached !== undefined) return Promise.resolve(cached);
+    let fetching: Promise<Uint8Array> | undefined = this.file.fetching.get(index);
+    if (fetching === undefined) {
       const size = this.options.blockBytes;
-      block = this.fetch(index * size, size).then(
+      const generation = this.file.generation;
+      const settled = () => {
+        this.budget.release("data", prepaid);
+        if (this.file.fetching.get(index) === fetching) this.file.fetching.delete(index);
+      };
+      fetching = this.fetch(index * size, size).then(
         (data) => {
-          if (data.length < size) this.endBlock = Math.min(this.endBlock, index + 1);
+          settled();
+          // The end-of-file block is never kept: the file may grow.
+          if (data.length === size && generation === this.file.generation) this.cache.put(this.file.key, index, data);
           return data;
         },
         (err: unknown) => {
-          this.blocks.delete(index); // a failed fetch is retried by the next read, not cached
+          settled(); // a failed fetch is retried by the next read, not cached
           throw err;
         },
       );
-      this.blocks.set(index, block);
+      this.file.fetching.set(index, fetching);
     }
-    return block;
-  }
-
-  /** Blocks behind the reader are not read again by a sequential reader; a random one refetches. */
-  private forgetBefore(index: number): void {
-    for (const key of this.blocks.keys()) if (key < index) this.blocks.delete(key);
+    return fetching;
   }
 }

@@ -86,7 +86,7 @@ export async function mountExports(request: MountRequest): Promise<MountedExport
   const unmount = async () => {
     await kernel.unmount();
     stopNotices();
-    vfs.close();
+    vfs.shutdown();
   };
   return { vfs, link, probe, unmount };
 }

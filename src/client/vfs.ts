@@ -4,52 +4,67 @@ import {
   FsError,
   fsError,
   opensForWrite,
-  reopenFlags,
   XATTR_NAMESPACE,
+  type Change,
   type DirPage,
+  type OpenedHandle,
   type Owner,
   type ServerHandle,
   type Stat,
   type StatFs,
 } from "../protocol/index.js";
-import { DirAttrCache } from "./dir-attrs.js";
-import { HandleTable, type OpenFile } from "./handles.js";
-import type { ClientObserver, FailoverReason } from "./observer.js";
+import { MemoryBudget } from "./budget.js";
+import { DataCache } from "./data-cache.js";
+import { ExportState, type ExportRpc } from "./export-state.js";
+import { HandleTable, remapReason, type OpenHandle } from "./handle.js";
+import { LeaseKeeper } from "./lease.js";
+import type { ClientObserver } from "./observer.js";
 import type { ClientOptions } from "./options.js";
-import { InstanceGoneError, type Rpc } from "./rpc.js";
+import { checkDirPage } from "./paging.js";
 import { ReadAhead } from "./reader.js";
 import { WriteBehind } from "./writer.js";
 
-type Route = { rpc: Rpc; path: string } | { root: true };
-
-/** A bound on re-opens for one op, so a file that keeps vanishing ends in an error, not a loop. */
-const MAX_REMAPS_PER_OP = 5;
+type State = ExportState;
+type Route = { state: State; path: string } | { root: true };
 
 /**
- * The client's file system: paths and kernel handles in, RPCs out. Keeps kernel handle → server
- * handle, moves handles to another server instance when theirs is gone, and writes behind.
- * With one export the mount root is the export root; with several, each export is a top-level folder.
+ * The client's file system as the kernel sees it: paths and kernel handles in, calls on the pieces
+ * out. Open handles and failover live in handle.ts, per-file state (size, data, write-behind) in
+ * file-state.ts, names and attributes in meta-cache.ts, all under one memory budget (budget.ts) and
+ * kept coherent by change notices (notices.ts). With one export the mount root is the export root;
+ * with several, each export is a top-level folder.
  */
 export class Vfs {
-  private readonly handles = new HandleTable();
-  private readonly exports: Map<string, Rpc>;
+  readonly budget: MemoryBudget;
+  readonly exports: ReadonlyMap<string, State>;
+  private readonly data: DataCache;
+  private readonly handles: HandleTable;
+  private readonly leases: LeaseKeeper;
   private readonly mountedAt = Date.now();
-  private readonly dirAttrs: DirAttrCache;
 
   constructor(
-    rpcs: readonly Rpc[],
+    rpcs: readonly ExportRpc[],
     private readonly exportsAsFolders: boolean,
     private readonly observer: ClientObserver,
     private readonly options: ClientOptions,
   ) {
     if (rpcs.length === 0) throw new Error("nothing to mount");
     if (rpcs.length > 1 && !exportsAsFolders) throw new Error("several exports need exportsAsFolders");
-    this.exports = new Map(rpcs.map((rpc) => [rpc.exportName, rpc]));
-    this.dirAttrs = new DirAttrCache(options.dirAttrTtlMs);
+    this.budget = new MemoryBudget(options.cacheSizeBytes, (kind, bytes) => observer.cacheBytes(kind, bytes));
+    observer.cacheLimit(options.cacheSizeBytes);
+    this.data = new DataCache(this.budget);
+    this.exports = new Map(rpcs.map((rpc) => [rpc.exportName, new ExportState(rpc, this.budget, this.data, options.attrCacheMs)]));
+    this.leases = new LeaseKeeper(options.leaseRenewMs);
+    this.handles = new HandleTable(this.leases, observer);
   }
 
   get openHandleCount(): number {
     return this.handles.size;
+  }
+
+  /** Stops renewing leases (the mount is going away). */
+  shutdown(): void {
+    this.leases.stop();
   }
 
   // ---- attributes and names ----
@@ -58,20 +73,25 @@ export class Vfs {
    * The kernel asks by path even for fstat(2). When the name is gone but this client holds the file
    * open (another client unlinked it), the open handle still answers, as a local file system would.
    */
-  async getattr(path: string): Promise<Stat> {
+  async getattr(path: string, caller?: Owner): Promise<Stat> {
     const route = this.route(path);
     if ("root" in route) return this.rootStat();
-    const cached = this.dirAttrs.get(path);
-    if (cached) return cached;
-    await this.settleWrites(route.rpc, route.path);
+    const { state, path: p } = route;
+    await this.settleWrites(state, p);
+    const cached = state.meta.get(p);
+    this.observer.cacheLookup("attr", cached !== undefined);
+    if (cached !== undefined && "stat" in cached) return cached.stat;
     try {
-      const stat = await route.rpc.call("getattr", { path: route.path });
-      this.dirAttrs.offer(path, stat);
+      if (cached !== undefined) throw fsError("ENOENT", `no ${path}`);
+      const stat = await state.rpc.call("getattr", { path: p, caller });
+      this.learned(state, p, stat);
       return stat;
     } catch (err) {
-      const open = this.handles.withPath(route.rpc, route.path).find((f) => f.kind === "file");
-      if (!(err instanceof FsError) || err.errno !== ERRNO.ENOENT || !open) throw err;
-      return this.fgetattr(open.fh, path);
+      if (!(err instanceof FsError) || err.errno !== ERRNO.ENOENT) throw err;
+      if (cached === undefined) state.meta.putMissing(p);
+      const open = this.handles.withPath(state, p).find((h) => h.kind === "file");
+      if (!open) throw err;
+      return this.fgetattr(open.fh, path, caller);
     }
   }
 
@@ -79,142 +99,156 @@ export class Vfs {
    * fstat(2) of an open file asks its handle, so a file another client unlinked or renamed still
    * answers; a directory handle, or none, falls back to the path.
    */
-  async fgetattr(fh: number, path: string): Promise<Stat> {
-    const file = this.handles.get(fh);
-    if (!file || file.kind !== "file") return this.getattr(path);
-    await file.writer?.settled();
-    return this.onHandle(file, (server) => file.rpc.call("fgetattr", { handle: server.handle }, { instance: server.instance }));
+  async fgetattr(fh: number, path: string, caller?: Owner): Promise<Stat> {
+    const handle = this.handles.get(fh);
+    if (!handle?.file) return this.getattr(path, caller);
+    await handle.file.writer?.settled();
+    const stat = await this.handles.run(handle, (server) => handle.export.rpc.call("fgetattr", { handle: server.handle }, { instance: server.instance }));
+    handle.file.observe(stat);
+    return stat;
   }
 
-  async access(path: string, mode: number): Promise<void> {
+  /** Permissions are the server's to decide on every call. */
+  async access(path: string, mode: number, caller?: Owner): Promise<void> {
     const route = this.route(path);
     if ("root" in route) return;
-    await route.rpc.call("access", { path: route.path, mode });
+    await route.state.rpc.call("access", { path: route.path, mode, caller });
   }
 
-  async statfs(path: string): Promise<StatFs> {
+  async statfs(path: string, caller?: Owner): Promise<StatFs> {
     const route = this.route(path);
-    if ("root" in route) return this.first().call("statfs", { path: "/" });
-    return route.rpc.call("statfs", { path: route.path });
+    if ("root" in route) return this.first().rpc.call("statfs", { path: "/" });
+    return route.state.rpc.call("statfs", { path: route.path, caller });
   }
 
-  async readlink(path: string): Promise<string> {
-    const { rpc, path: p } = this.routeInExport(path);
-    return rpc.call("readlink", { path: p });
+  async readlink(path: string, caller?: Owner): Promise<string> {
+    const { state, path: p } = this.routeInExport(path);
+    return state.rpc.call("readlink", { path: p, caller });
   }
 
   async mkdir(path: string, mode: number, owner?: Owner): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("mkdir", { path: p, mode, owner }));
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("mkdir", { path: p, mode, owner }));
   }
 
-  async rmdir(path: string): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("rmdir", { path: p }));
+  async rmdir(path: string, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p, tree: true }], () => state.rpc.call("rmdir", { path: p, caller }));
   }
 
-  async unlink(path: string): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("unlink", { path: p }));
+  async unlink(path: string, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("unlink", { path: p, caller }));
   }
 
   async symlink(target: string, path: string, owner?: Owner): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("symlink", { target, path: p, owner }));
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("symlink", { target, path: p, owner }));
   }
 
   async mknod(path: string, mode: number, rdev: number, owner?: Owner): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("mknod", { path: p, mode, rdev, owner }));
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("mknod", { path: p, mode, rdev, owner }));
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  async rename(from: string, to: string, caller?: Owner): Promise<void> {
     const [source, target] = this.routePair(from, to);
-    await this.changing([from, to], () => source.rpc.call("rename", { from: source.path, to: target.path }));
-    this.handles.renamed(source.rpc, source.path, target.path);
+    const { state } = source;
+    await this.changing(
+      state,
+      [
+        { path: source.path, tree: true },
+        { path: target.path, tree: true },
+      ],
+      () => state.rpc.call("rename", { from: source.path, to: target.path, caller }),
+    );
+    this.handles.renamed(state, source.path, target.path);
   }
 
-  async link(from: string, to: string): Promise<void> {
+  async link(from: string, to: string, caller?: Owner): Promise<void> {
     const [source, target] = this.routePair(from, to);
-    await this.changing([to], () => source.rpc.call("link", { from: source.path, to: target.path }));
+    const { state } = source;
+    await this.changing(state, [{ path: source.path }, { path: target.path }], () => state.rpc.call("link", { from: source.path, to: target.path, caller }));
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("chmod", { path: p, mode }));
+  async chmod(path: string, mode: number, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("chmod", { path: p, mode, caller }));
   }
 
-  async chown(path: string, uid: number, gid: number): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("chown", { path: p, uid, gid }));
+  async chown(path: string, uid: number, gid: number, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("chown", { path: p, uid, gid, caller }));
   }
 
   /** Times in ms; a negative time means "leave unchanged" (UTIME_OMIT). */
-  async utimens(path: string, atimeMs: number, mtimeMs: number): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
+  async utimens(path: string, atimeMs: number, mtimeMs: number, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
     if (atimeMs < 0 || mtimeMs < 0) {
-      const current = await rpc.call("getattr", { path: p });
+      const current = await this.getattr(path, caller);
       if (atimeMs < 0) atimeMs = current.atimeMs;
       if (mtimeMs < 0) mtimeMs = current.mtimeMs;
     }
-    await this.settleWrites(rpc, p);
-    await this.changing([path], () => rpc.call("utimens", { path: p, atimeMs, mtimeMs }));
+    await this.settleWrites(state, p);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("utimens", { path: p, atimeMs, mtimeMs, caller }));
   }
 
-  async truncate(path: string, size: number): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    this.dropReadAhead(rpc, p);
-    await this.settleWrites(rpc, p);
-    await rpc.call("truncate", { path: p, size });
+  async truncate(path: string, size: number, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
+    await this.settleWrites(state, p);
+    const ino = state.meta.inoOf(p);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("truncate", { path: p, size, caller }));
+    if (ino !== undefined) state.files.get(ino)?.invalidate(size);
   }
 
-  async setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("setxattr", { path: p, name, value, flags }));
+  async setxattr(path: string, name: string, value: Uint8Array, flags: number, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("setxattr", { path: p, name, value, flags, caller }));
   }
 
   /**
    * Names outside the served namespace are answered here: the kernel asks for security.capability
    * before every write(2), and the answer is always "no such attribute".
    */
-  async getxattr(path: string, name: string): Promise<Uint8Array> {
+  async getxattr(path: string, name: string, caller?: Owner): Promise<Uint8Array> {
     const route = this.route(path);
     if ("root" in route || !name.startsWith(XATTR_NAMESPACE)) throw fsError("ENODATA", `getxattr ${name} on ${path}`);
-    return route.rpc.call("getxattr", { path: route.path, name });
+    return route.state.rpc.call("getxattr", { path: route.path, name, caller });
   }
 
-  async listxattr(path: string): Promise<string[]> {
+  async listxattr(path: string, caller?: Owner): Promise<string[]> {
     const route = this.route(path);
     if ("root" in route) return [];
-    return route.rpc.call("listxattr", { path: route.path });
+    return route.state.rpc.call("listxattr", { path: route.path, caller });
   }
 
-  async removexattr(path: string, name: string): Promise<void> {
-    const { rpc, path: p } = this.routeInExport(path);
-    await this.changing([path], () => rpc.call("removexattr", { path: p, name }));
+  async removexattr(path: string, name: string, caller?: Owner): Promise<void> {
+    const { state, path: p } = this.routeInExport(path);
+    await this.changing(state, [{ path: p }], () => state.rpc.call("removexattr", { path: p, name, caller }));
   }
 
   // ---- directories ----
 
-  async opendir(path: string): Promise<number> {
+  async opendir(path: string, caller?: Owner): Promise<number> {
     const route = this.route(path);
     if ("root" in route) return 0;
-    const server = await route.rpc.call("opendir", { path: route.path });
-    return this.track({ kind: "dir", rpc: route.rpc, path: route.path, flags: 0, server });
+    const server = await route.state.rpc.call("opendir", { path: route.path, caller });
+    return this.handles.add({ kind: "dir", export: route.state, path: route.path, flags: 0, server, caller }).fh;
   }
 
-  /** fuse-native passes only the path to readdir: use the newest open handle on it, if any. */
-  async readdir(path: string): Promise<string[]> {
+  /**
+   * fuse-native passes only the path to readdir: the newest open handle on it lists, or a listing of
+   * its own. Every entry's attributes go into the cache (READDIRPLUS), so `ls -l` costs no more trips.
+   */
+  async readdir(path: string, caller?: Owner): Promise<string[]> {
     const route = this.route(path);
     if ("root" in route) return [".", "..", ...this.exports.keys()];
-    const open = this.handles.withPath(route.rpc, route.path).filter((f) => f.kind === "dir").pop();
-    if (open) return this.onHandle(open, (server) => listAll(route.rpc, server));
-    const server = await route.rpc.call("opendir", { path: route.path });
-    try {
-      return await listAll(route.rpc, server);
-    } finally {
-      await route.rpc.call("releasedir", { handle: server.handle }, { instance: server.instance }).catch(() => undefined);
-    }
+    const { state, path: p } = route;
+    const open = this.handles.withPath(state, p).filter((h) => h.kind === "dir").pop();
+    const entries = open
+      ? await this.handles.run(open, (server) => this.listAll(state, p, server))
+      : await this.listOnce(state, p, caller);
+    return entries;
   }
 
   async releasedir(fh: number): Promise<void> {
@@ -224,10 +258,12 @@ export class Vfs {
 
   // ---- files ----
 
-  async open(path: string, flags: number): Promise<number> {
-    const { rpc, path: p } = this.routeInExport(path);
-    const server = await rpc.call(opensForWrite(flags) ? "openw" : "open", { path: p, flags });
-    return this.track({ kind: "file", rpc, path: p, flags, server });
+  /** Close-to-open: the open answers with the file's attributes, which revalidate everything cached of it. */
+  async open(path: string, flags: number, caller?: Owner): Promise<number> {
+    const { state, path: p } = this.routeInExport(path);
+    const opened = await state.rpc.call(opensForWrite(flags) ? "openw" : "open", { path: p, flags, caller });
+    if ((flags & constants.O_TRUNC) !== 0) state.apply({ path: p });
+    return this.opened(state, p, flags, opened, caller);
   }
 
   /**
@@ -235,39 +271,108 @@ export class Vfs {
    * found no such name: create exclusively, and if another client won the race, open what it made.
    */
   async create(path: string, mode: number, owner?: Owner): Promise<number> {
-    const { rpc, path: p } = this.routeInExport(path);
+    const { state, path: p } = this.routeInExport(path);
     const flags = constants.O_RDWR;
-    let server: ServerHandle;
+    let opened: OpenedHandle;
     try {
-      server = await this.changing([path], () => rpc.call("create", { path: p, flags: flags | constants.O_CREAT | constants.O_EXCL, mode: mode & 0o7777, owner }));
+      opened = await this.changing(state, [{ path: p }], () =>
+        state.rpc.call("create", { path: p, flags: flags | constants.O_CREAT | constants.O_EXCL, mode: mode & 0o7777, owner }),
+      );
     } catch (err) {
       if (!(err instanceof FsError) || err.errno !== ERRNO.EEXIST) throw err;
-      server = await rpc.call("openw", { path: p, flags });
+      opened = await state.rpc.call("openw", { path: p, flags, caller: owner });
     }
-    return this.track({ kind: "file", rpc, path: p, flags, server });
+    return this.opened(state, p, flags, opened, owner);
   }
 
   async read(fh: number, length: number, offset: number): Promise<Uint8Array> {
-    const file = this.file(fh);
-    await this.settleWrites(file.rpc, file.path);
-    file.reader ??= new ReadAhead((at, want) => this.readThrough(file, at, want), {
-      blockBytes: Math.min(this.options.readAheadBlockBytes, file.rpc.maxDataBytes),
+    const handle = this.fileHandle(fh);
+    const file = handle.file!;
+    // Read your own writes: what is queued lands first.
+    if (file.writer && !file.writer.idle) await file.writer.settled();
+    handle.reader ??= new ReadAhead(file, this.data, this.budget, (at, want) => this.readThrough(handle, at, want), {
+      blockBytes: handle.export.rpc.maxDataBytes,
       maxAheadBlocks: this.options.readAheadMaxBlocks,
     });
-    const data = await file.reader.read(offset, length);
+    const data = await handle.reader.read(offset, length);
     this.observer.bytesRead(data.length);
     return data;
   }
 
+  async write(fh: number, data: Uint8Array, offset: number): Promise<number> {
+    const handle = this.fileHandle(fh);
+    const file = handle.file!;
+    const { rpc, meta } = handle.export;
+    file.writer ??= new WriteBehind<OpenHandle>((via, at, chunk) => this.writeThrough(via, at, chunk), this.budget, {
+      maxMessageBytes: rpc.maxDataBytes,
+      maxInFlight: this.options.writeBehindMaxInFlight,
+      idleFlushMs: this.options.writeBehindIdleFlushMs,
+    });
+    await file.writer.write(handle, offset, data);
+    file.wrote(offset, data.length, rpc.maxDataBytes);
+    meta.inoChanged(file.ino);
+    return data.length;
+  }
+
+  async flush(fh: number): Promise<void> {
+    await this.handles.get(fh)?.file?.writer?.drain();
+  }
+
+  /** A read-only handle has nothing of this client's to make durable (and a read-only grant may not ask). */
+  async fsync(fh: number, datasync: boolean): Promise<void> {
+    const handle = this.fileHandle(fh);
+    await handle.file!.writer?.drain();
+    if (!opensForWrite(handle.flags)) return;
+    await this.handles.run(handle, (server) => handle.export.rpc.call("fsync", { handle: server.handle, datasync }, { instance: server.instance }));
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    const handle = this.fileHandle(fh);
+    const file = handle.file!;
+    await file.writer?.settled();
+    await this.handles.run(handle, (server) => handle.export.rpc.call("ftruncate", { handle: server.handle, size }, { instance: server.instance }));
+    file.invalidate(size);
+    handle.export.meta.inoChanged(file.ino);
+  }
+
+  async release(fh: number): Promise<void> {
+    await this.close(fh, "release");
+  }
+
+  // ---- helpers ----
+
+  private opened(state: State, path: string, flags: number, opened: OpenedHandle, caller: Owner | undefined): number {
+    const { stat, ...server } = opened;
+    state.meta.put(path, stat);
+    const file = state.files.opened(stat);
+    return this.handles.add({ kind: "file", export: state, path, flags, server, caller, file }).fh;
+  }
+
+  /** Attributes fresh from a server: cached, and checked against the file's cached data. */
+  private learned(state: State, path: string, stat: Stat): void {
+    state.meta.put(path, stat);
+    state.files.get(stat.ino)?.observe(stat);
+  }
+
+  /** Runs a change and drops what it touches from this client's caches, whatever the outcome. */
+  private async changing<T>(state: State, changes: Change[], change: () => Promise<T>): Promise<T> {
+    try {
+      return await change();
+    } finally {
+      for (const c of changes) state.apply(c);
+    }
+  }
+
   /** Reads a range from the server, in pieces that fit the bus; shorter only at the end of the file. */
-  private async readThrough(file: OpenFile, offset: number, length: number): Promise<Uint8Array> {
-    const chunk = file.rpc.maxDataBytes;
+  private async readThrough(handle: OpenHandle, offset: number, length: number): Promise<Uint8Array> {
+    const { rpc } = handle.export;
+    const chunk = rpc.maxDataBytes;
     const parts: Uint8Array[] = [];
     let done = 0;
     while (done < length) {
       const at = offset + done;
       const want = Math.min(chunk, length - done);
-      const part = await this.onHandle(file, (server) => file.rpc.call("read", { handle: server.handle, offset: at, length: want }, { instance: server.instance }));
+      const part = await this.handles.run(handle, (server) => rpc.call("read", { handle: server.handle, offset: at, length: want }, { instance: server.instance }));
       parts.push(part);
       done += part.length;
       if (part.length < want) break; // end of file
@@ -275,157 +380,94 @@ export class Vfs {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  async write(fh: number, data: Buffer, offset: number): Promise<number> {
-    const file = this.file(fh);
-    this.dropReadAhead(file.rpc, file.path);
-    file.writer ??= new WriteBehind((at, chunk) => this.writeThrough(file, at, chunk), {
-      maxInFlight: this.options.writeBehindMaxInFlight,
-      maxBytes: this.options.writeBehindMaxBytes,
-    });
-    await file.writer.write(offset, data);
-    return data.length;
-  }
-
-  async flush(fh: number): Promise<void> {
-    const file = this.file(fh);
-    await file.writer?.drain();
-  }
-
-  /** A read-only handle has nothing of this client's to make durable (and a read-only grant may not ask). */
-  async fsync(fh: number, datasync: boolean): Promise<void> {
-    const file = this.file(fh);
-    await file.writer?.drain();
-    if (!opensForWrite(file.flags)) return;
-    await this.onHandle(file, (server) => file.rpc.call("fsync", { handle: server.handle, datasync }, { instance: server.instance }));
-  }
-
-  async ftruncate(fh: number, size: number): Promise<void> {
-    const file = this.file(fh);
-    this.dropReadAhead(file.rpc, file.path);
-    await this.settleWrites(file.rpc, file.path);
-    await this.onHandle(file, (server) => file.rpc.call("ftruncate", { handle: server.handle, size }, { instance: server.instance }));
-  }
-
-  async release(fh: number): Promise<void> {
-    await this.close(fh, "release");
-  }
-
-  /** Runs a change to `paths` and drops the directory attributes it makes stale, whatever the outcome. */
-  private async changing<T>(paths: string[], change: () => Promise<T>): Promise<T> {
-    try {
-      return await change();
-    } finally {
-      for (const path of paths) this.dirAttrs.changed(path);
-    }
-  }
-
-  // ---- handle remapping ----
-
-  /**
-   * Runs a handle-bound op; when the handle's instance is gone or no longer knows the handle, re-opens
-   * the file's current path on any instance, swaps in the new server handle and repeats the op.
-   */
-  private async onHandle<T>(file: OpenFile, op: (server: ServerHandle) => Promise<T>): Promise<T> {
-    for (let remaps = 0; ; remaps++) {
-      const server = file.server;
-      try {
-        return await op(server);
-      } catch (err) {
-        const reason = remapReason(err);
-        if (reason === undefined || remaps >= MAX_REMAPS_PER_OP) throw err;
-        if (file.server === server) await this.remap(file, reason);
-        else await file.remapping;
-      }
-    }
-  }
-
-  private remap(file: OpenFile, reason: FailoverReason): Promise<void> {
-    file.remapping ??= (async () => {
-      this.observer.failover(reason);
-      try {
-        file.server =
-          file.kind === "dir"
-            ? await file.rpc.call("opendir", { path: file.path })
-            : await file.rpc.call(opensForWrite(file.flags) ? "openw" : "open", { path: file.path, flags: reopenFlags(file.flags) });
-        this.observer.remap("ok");
-      } catch (err) {
-        this.observer.remap("failed");
-        throw new FsError(ERRNO.ESTALE!, `re-opening ${file.path} after a failover: ${(err as Error).message}`);
-      }
-    })().finally(() => {
-      file.remapping = undefined;
-    });
-    return file.remapping;
-  }
-
-  private async writeThrough(file: OpenFile, offset: number, data: Buffer): Promise<void> {
+  private async writeThrough(handle: OpenHandle, offset: number, data: Uint8Array): Promise<void> {
+    const { rpc } = handle.export;
     let done = 0;
     while (done < data.length) {
-      const chunk = data.subarray(done, done + file.rpc.maxDataBytes);
-      const written = await this.onHandle(file, (server) =>
-        file.rpc.call("write", { handle: server.handle, offset: offset + done, data: chunk }, { instance: server.instance }),
-      );
-      if (written <= 0) throw new FsError(ERRNO.EIO!, `write to ${file.path} made no progress`);
+      const chunk = data.subarray(done, done + rpc.maxDataBytes);
+      const at = offset + done;
+      const written = await this.handles.run(handle, (server) => rpc.call("write", { handle: server.handle, offset: at, data: chunk }, { instance: server.instance }));
+      if (written <= 0) throw new FsError(ERRNO.EIO!, `write to ${handle.path} made no progress`);
       done += written;
     }
     this.observer.bytesWritten(data.length);
   }
 
-  // ---- helpers ----
-
-  private track(entry: Omit<OpenFile, "fh">): number {
-    const file = this.handles.add(entry);
-    this.observer.openHandles(this.handles.size);
-    return file.fh;
+  /** Every entry of an open directory, its attributes cached on the way. */
+  private async listAll(state: State, dir: string, server: ServerHandle): Promise<string[]> {
+    const names: string[] = [];
+    let offset: number | undefined = 0;
+    while (offset !== undefined) {
+      const page: DirPage = await state.rpc.call("readdir", { handle: server.handle, offset }, { instance: server.instance });
+      checkDirPage(page, offset, names.length, this.options.maxDirEntries);
+      for (const { name, stat } of page.entries) {
+        names.push(name);
+        if (stat !== undefined && name !== "." && name !== "..") this.learned(state, childOf(dir, name), stat);
+      }
+      offset = page.next;
+    }
+    return names;
   }
 
-  private async close(fh: number, op: "release" | "releasedir"): Promise<void> {
-    const file = this.handles.get(fh);
-    if (!file) return;
-    try {
-      await file.writer?.drain();
-    } finally {
-      this.handles.remove(fh);
-      this.observer.openHandles(this.handles.size);
-      // The kernel ignores release's answer and the data is already written: the server closes its
-      // handle in the background. One that lost the handle has nothing left to close.
-      void file.rpc.call(op, { handle: file.server.handle }, { instance: file.server.instance }).catch(() => undefined);
+  /** A listing with a directory handle of its own, opened again elsewhere if its instance goes away. */
+  private async listOnce(state: State, dir: string, caller: Owner | undefined): Promise<string[]> {
+    for (let attempt = 1; ; attempt++) {
+      const server = await state.rpc.call("opendir", { path: dir, caller });
+      try {
+        return await this.listAll(state, dir, server);
+      } catch (err) {
+        if (remapReason(err) === undefined || attempt >= 5) throw err;
+      } finally {
+        void state.rpc.call("releasedir", { handle: server.handle }, { instance: server.instance }).catch(() => undefined);
+      }
     }
   }
 
-  /** Data read ahead for `path` is stale once this client changes the file through any handle. */
-  private dropReadAhead(rpc: Rpc, path: string): void {
-    for (const file of this.handles.withPath(rpc, path)) file.reader?.invalidate();
+  private async close(fh: number, op: "release" | "releasedir"): Promise<void> {
+    const handle = this.handles.get(fh);
+    if (!handle) return;
+    try {
+      await handle.file?.writer?.drain();
+    } finally {
+      this.handles.remove(handle);
+      if (handle.file) handle.export.files.closed(handle.file);
+      // The kernel ignores release's answer and the data is already written: the server closes its
+      // handle in the background (rpc.call retries). One that lost the handle has nothing left to close.
+      void handle.export.rpc.call(op, { handle: handle.server.handle }, { instance: handle.server.instance }).catch(() => undefined);
+    }
   }
 
-  /** Makes queued writes to `path` visible before its size or contents are asked for. */
-  private async settleWrites(rpc: Rpc, path: string): Promise<void> {
-    const writers = this.handles.withPath(rpc, path).flatMap((f) => (f.writer && !f.writer.idle ? [f.writer] : []));
+  /** Makes queued writes to the file at `path` visible before its size or contents are asked for. */
+  private async settleWrites(state: State, path: string): Promise<void> {
+    const ino = state.meta.inoOf(path);
+    const files = new Set(this.handles.withPath(state, path).map((h) => h.file));
+    if (ino !== undefined) files.add(state.files.get(ino));
+    const writers = [...files].flatMap((f) => (f?.writer && !f.writer.idle ? [f.writer] : []));
     if (writers.length > 0) await Promise.all(writers.map((w) => w.settled()));
   }
 
-  private file(fh: number): OpenFile {
-    const file = this.handles.get(fh);
-    if (!file) throw fsError("EBADF", `no open file with handle ${fh}`);
-    return file;
+  private fileHandle(fh: number): OpenHandle {
+    const handle = this.handles.get(fh);
+    if (!handle?.file) throw fsError("EBADF", `no open file with handle ${fh}`);
+    return handle;
   }
 
-  private first(): Rpc {
+  private first(): State {
     return this.exports.values().next().value!;
   }
 
   private route(path: string): Route {
-    if (!this.exportsAsFolders) return { rpc: this.first(), path };
+    if (!this.exportsAsFolders) return { state: this.first(), path };
     if (path === "/") return { root: true };
     const slash = path.indexOf("/", 1);
     const name = slash === -1 ? path.slice(1) : path.slice(1, slash);
-    const rpc = this.exports.get(name);
-    if (!rpc) throw fsError("ENOENT", `no export named ${name}`);
-    return { rpc, path: slash === -1 ? "/" : path.slice(slash) };
+    const state = this.exports.get(name);
+    if (!state) throw fsError("ENOENT", `no export named ${name}`);
+    return { state, path: slash === -1 ? "/" : path.slice(slash) };
   }
 
   /** Route of a path an op changes: the mount root and new names in it are not the exports' to change. */
-  private routeInExport(path: string): { rpc: Rpc; path: string } {
+  private routeInExport(path: string): { state: State; path: string } {
     if (this.exportsAsFolders && path.lastIndexOf("/") === 0 && !this.exports.has(path.slice(1))) {
       throw fsError("EPERM", "the mount root only holds the exports");
     }
@@ -434,10 +476,10 @@ export class Vfs {
     return route;
   }
 
-  private routePair(from: string, to: string): [{ rpc: Rpc; path: string }, { rpc: Rpc; path: string }] {
+  private routePair(from: string, to: string): [{ state: State; path: string }, { state: State; path: string }] {
     const source = this.routeInExport(from);
     const target = this.routeInExport(to);
-    if (source.rpc !== target.rpc) throw fsError("EXDEV", `${from} and ${to} are in different exports`);
+    if (source.state !== target.state) throw fsError("EXDEV", `${from} and ${to} are in different exports`);
     return [source, target];
   }
 
@@ -461,20 +503,6 @@ export class Vfs {
   }
 }
 
-/** Every name of an open directory, page by page. */
-async function listAll(rpc: Rpc, server: ServerHandle): Promise<string[]> {
-  const names: string[] = [];
-  let offset: number | undefined = 0;
-  while (offset !== undefined) {
-    const page: DirPage = await rpc.call("readdir", { handle: server.handle, offset }, { instance: server.instance });
-    names.push(...page.names);
-    offset = page.next;
-  }
-  return names;
-}
-
-function remapReason(err: unknown): FailoverReason | undefined {
-  if (err instanceof InstanceGoneError) return err.reason;
-  if (err instanceof FsError && err.errno === ERRNO.ESTALE) return "stale_handle";
-  return undefined;
+function childOf(dir: string, name: string): string {
+  return dir === "/" ? `/${name}` : `${dir}/${name}`;
 }

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { ClientObserver } from "../client/observer.js";
+import { CACHE_KINDS } from "../client/budget.js";
+import type { ClientObserver, NoticeResult } from "../client/observer.js";
 import { OP_NAMES, errnoClass } from "../protocol/index.js";
 import { certificateExpiryGauge } from "./cert-expiry.js";
 import { LATENCY_BUCKETS_SECONDS, countable, createRoleRegistry } from "./registry.js";
@@ -21,6 +22,7 @@ export interface ClientMetrics {
 }
 
 const PREFIX = "natsfs_client_";
+const NOTICE_RESULTS: readonly NoticeResult[] = ["applied", "own", "damaged", "missed"];
 
 export function createClientMetrics(options: ClientMetricsOptions): ClientMetrics {
   const registry = createRoleRegistry("client", options.version);
@@ -95,10 +97,37 @@ export function createClientMetrics(options: ClientMetricsOptions): ClientMetric
     registers: registries,
   });
 
+  const cacheBytes = new Gauge({
+    name: `${PREFIX}cache_bytes`,
+    help: "Memory the mount's budget holds, by use: cached file data and readahead, write-behind, attributes",
+    labelNames: ["kind"] as const,
+    registers: registries,
+  });
+  const cacheLimit = new Gauge({
+    name: `${PREFIX}cache_limit_bytes`,
+    help: "The mount's memory budget for caches, readahead and write-behind (--cache-size)",
+    registers: registries,
+  });
+  const attrLookups = new Counter({
+    name: `${PREFIX}attr_cache_lookups_total`,
+    help: "Attribute lookups, by whether the cache answered them (hit) or a server did (miss)",
+    labelNames: ["result"] as const,
+    registers: registries,
+  });
+  const notices = new Counter({
+    name: `${PREFIX}change_notices_total`,
+    help: "Change notices received, by what became of them (applied, own, damaged; missed: a reconnect dropped every cache)",
+    labelNames: ["result"] as const,
+    registers: registries,
+  });
+
   // Series that alerts and rate() read must exist at 0 from the first scrape.
   for (const reason of FAILOVER_REASONS) failovers.inc({ reason }, 0);
   for (const result of REMAP_RESULTS) remaps.inc({ result }, 0);
   for (const op of OP_NAMES) opsTotal.inc({ op, result: "ok" }, 0);
+  for (const kind of CACHE_KINDS) cacheBytes.set({ kind }, 0);
+  for (const result of ["hit", "miss"]) attrLookups.inc({ result }, 0);
+  for (const result of NOTICE_RESULTS) notices.inc({ result }, 0);
   busConnected.set(0);
   opsInFlight.set(0);
   openHandles.set(0);
@@ -174,6 +203,18 @@ export function createClientMetrics(options: ClientMetricsOptions): ClientMetric
     },
     lastError(message) {
       state.lastError = { message, at: new Date().toISOString() };
+    },
+    cacheBytes(kind, bytes) {
+      cacheBytes.set({ kind }, countable(bytes));
+    },
+    cacheLimit(bytes) {
+      cacheLimit.set(countable(bytes));
+    },
+    cacheLookup(_cache, hit) {
+      attrLookups.inc({ result: hit ? "hit" : "miss" });
+    },
+    changeNotice(result) {
+      notices.inc({ result });
     },
   };
 
