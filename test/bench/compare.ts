@@ -97,7 +97,7 @@ async function measureBus(target: NatsfsTarget, results: Results): Promise<void>
     try {
       const ceiling = await busCeiling(target, direction, bytes, config.busSeconds, config.busInFlight);
       results.bus[direction] = ceiling;
-      log(`bus ceiling, ${direction}, ${bytes} B messages, ${ceiling.inFlight} in flight: ${formatNumber(ceiling.mbPerS)} MB/s`);
+      log(`bus ceiling, ${direction}, ${bytes} B messages: ${formatNumber(ceiling.mbPerS)} MB/s (best with ${ceiling.inFlight} in flight)`);
     } catch (err) {
       failures.push(`bus ceiling (${direction}): ${(err as Error).message}`);
       log(`bus ceiling (${direction}) FAILED: ${(err as Error).message}`);

@@ -23,8 +23,8 @@ export interface BenchConfig {
   budgetMiB: number;
   /** Duration of each bus ceiling run (one per direction). */
   busSeconds: number;
-  /** Requests in flight during the bus ceiling runs (natsfs keeps up to 8 writes in flight per file). */
-  busInFlight: number;
+  /** Requests kept in flight in the bus ceiling runs, one run each; the best is the ceiling. */
+  busInFlight: number[];
   /** Message size of the bus ceiling; undefined: the sizes the natsfs data path used in this run. */
   busMessageBytes: number | undefined;
   /** What the bus ceiling uses when the data path's message size could not be measured. */
@@ -42,6 +42,7 @@ export interface BenchConfig {
 const positive = z.coerce.number().positive();
 /** "a, b,c" → ["a", "b", "c"] */
 const commaList = z.string().transform((text) => text.split(",").map((s) => s.trim()).filter(Boolean));
+const numberList = commaList.transform((items) => items.map(Number));
 
 const Env = z.object({
   BENCH_QUICK: z.enum(["0", "1"]).default("0"),
@@ -53,9 +54,9 @@ const Env = z.object({
   BENCH_RSS_MB: positive.optional(),
   BENCH_BUDGET_MB: positive.default(256),
   BENCH_BUS_S: positive.optional(),
-  BENCH_BUS_IN_FLIGHT: z.coerce.number().int().positive().default(8),
+  BENCH_BUS_IN_FLIGHT: numberList.pipe(z.array(z.number().int().positive()).min(1)).default([1, 8, 32]),
   BENCH_BUS_MSG_BYTES: z.coerce.number().int().positive().optional(),
-  BENCH_NOOP_ATTR_TIMEOUTS: commaList.transform((items) => items.map(Number)).pipe(z.array(z.number().nonnegative()).min(1)).default([0, 1]),
+  BENCH_NOOP_ATTR_TIMEOUTS: numberList.pipe(z.array(z.number().nonnegative()).min(1)).default([0, 1]),
   BENCH_TARGETS: commaList.pipe(z.array(z.enum(TARGET_NAMES)).min(1)).default([...TARGET_NAMES]),
   BENCH_PROFILE: z.enum(["0", "1"]).default("0"),
   BENCH_JSON: z.string().min(1).optional(),

@@ -69,9 +69,9 @@ export function renderNotes(results: Results): string[] {
   const bus = (["write", "read"] as const)
     .map((d) => results.bus[d])
     .filter((b): b is BusCeiling => b !== undefined)
-    .map((b) => `${b.direction}: ${formatNumber(b.messageBytes / 1024)} KiB ${b.direction === "write" ? "requests" : "replies"}, ${b.inFlight} in flight`);
+    .map((b) => `${b.direction}: ${formatNumber(b.messageBytes / 1024)} KiB ${b.direction === "write" ? "requests" : "replies"}, best with ${b.inFlight} in flight`);
   return [
-    ...(bus.length > 0 ? [`bus ceiling: nats.js request/reply over the natsfs stack's mutual-TLS nats-server, messages the size natsfs's data path sent (${bus.join("; ")})`] : []),
+    ...(bus.length > 0 ? [`bus ceiling: nats.js request/reply between two processes over the natsfs stack's mutual-TLS nats-server, messages the size natsfs's data path sent (${bus.join("; ")})`] : []),
     "natsfs / sshfs: above 1× natsfs is better (faster, or smaller for the rows counted in s and MiB)",
     `targets (issue 10): every row ≥ 1.0× sshfs; metadata rows also ≥ 1.5× sshfs or 60 % of the no-op fs with kernel caches off, whichever is lower; sequential rows also ≥ 70 % of the bus ceiling; peak RSS ≤ budget ${results.budgetMiB} MiB + 100 MiB`,
   ];
