@@ -525,6 +525,21 @@ describe("patched fuse-native: times, caller, locks and fallocate", { timeout: 9
     for (const call of calls) assert.ok(call.fd >= FIRST_FD);
   });
 
+  it("cannot carry renameat2 flags: the kernel sends RENAME2 only to FUSE protocol 7.23+, libfuse 2.9 speaks 7.19", async () => {
+    await writeFile(path("rename-from.txt"), "");
+    await writeFile(path("rename-other.txt"), "");
+    // -100 is AT_FDCWD. RENAME_NOREPLACE (1) onto a free name; RENAME_EXCHANGE (2) of two names (the VFS
+    // itself answers NOREPLACE onto an existing name with EEXIST, and EXCHANGE with a missing one with ENOENT).
+    const shown = await python(
+      "import ctypes,errno,sys\nlibc=ctypes.CDLL(None, use_errno=True)\nfor flags,target in ((1, sys.argv[2]), (2, sys.argv[3])):\n" +
+        "  r=libc.renameat2(-100, sys.argv[1].encode(), -100, target.encode(), flags)\n  print(r, errno.errorcode[ctypes.get_errno()])",
+      path("rename-from.txt"),
+      path("rename-free.txt"),
+      path("rename-other.txt"),
+    );
+    assert.deepEqual(shown.split("\n"), ["-1 EINVAL", "-1 EINVAL"]);
+  });
+
   it("keeps serving other requests while an F_SETLKW waits for its answer", async () => {
     await writeFile(path("wait.txt"), "");
     await writeFile(path("other.txt"), "");
