@@ -1,18 +1,20 @@
-import { close, closeSync, constants, lstatSync, open, openSync } from "node:fs";
+import { close, constants, open } from "node:fs";
 import { promisify } from "node:util";
 import { FsError, ERRNO, NAME_MAX, PATH_MAX, errnoOf } from "../protocol/index.js";
+import { RESOLVE_CONFINED, openat2 } from "./syscalls.js";
 
 /**
- * Keeping every request inside its export root. Node has no openat(2), so a path is walked one
- * component at a time from a directory fd through `/proc/self/fd/<dirfd>/<name>`, opening each
- * directory with O_NOFOLLOW | O_DIRECTORY: a symlink anywhere in the path is refused instead of
- * followed, and nothing can be swapped between a check and its use (design.md, Security).
+ * Keeping every request inside its export root. The parent directory of a client path is opened in
+ * one openat2(2) call relative to an fd of the export root, with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+ * | RESOLVE_NO_MAGICLINKS: the kernel refuses a symlink anywhere on the way and any step out of the
+ * root within the lookup itself, so nothing can be swapped between a check and its use (design.md,
+ * Security). The call runs on libuv's thread pool: however deep the path, the event loop only waits.
  */
 
 /** Linux O_PATH (not in Node's constants): an fd that names an inode without opening it for I/O. */
 export const O_PATH = 0o10000000;
 
-const WALK_FLAGS = O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+const DIRECTORY_FLAGS = O_PATH | constants.O_DIRECTORY;
 
 /** A path refused before touching the disk: counted and logged as a denial, not a plain failure. */
 export class PathRefused extends FsError {}
@@ -52,17 +54,33 @@ export interface Resolved {
 }
 
 /**
- * The walk opens O_PATH fds, which touch no data: done synchronously it costs microseconds, where a
- * trip through libuv's thread pool per component costs more than the request's own work.
+ * O_PATH fds of export roots, opened on first use and held for the life of the process: like an NFS
+ * server, which serves an export's inode, an export stays the directory it was when first used even
+ * if that is renamed or replaced later. The root itself is the administrator's choice and may be
+ * reached through symlinks.
  */
-function openComponent(dirFd: number, name: string): number {
+const rootFds = new Map<string, Promise<number>>();
+
+function rootFd(root: string): Promise<number> {
+  let fd = rootFds.get(root);
+  if (fd === undefined) {
+    fd = openRaw(root, DIRECTORY_FLAGS);
+    rootFds.set(root, fd);
+    // A root that cannot be opened now is tried again on the next request.
+    fd.catch(() => rootFds.delete(root));
+  }
+  return fd;
+}
+
+/** Opens `relative` (components joined by "/", or ".") below the root fd, following no symlink. */
+async function openBeneath(rootFd: number, relative: string): Promise<number> {
   try {
-    return openSync(procPath(dirFd, name), WALK_FLAGS);
+    return await openat2(rootFd, relative, DIRECTORY_FLAGS, 0, RESOLVE_CONFINED);
   } catch (err) {
-    // A symlinked directory also fails with ENOTDIR; tell it apart so a client sees ELOOP.
-    if (errnoOf(err) === ERRNO.ENOTDIR && lstatSync(procPath(dirFd, name), { throwIfNoEntry: false })?.isSymbolicLink()) {
-      throw new PathRefused(ERRNO.ELOOP!, "symlink in path");
-    }
+    // RESOLVE_NO_SYMLINKS fails a symlink anywhere on the way with ELOOP. RESOLVE_BENEATH fails a
+    // way out with EXDEV, which pathComponents already makes unreachable (no "..", no absolute path).
+    if (errnoOf(err) === ERRNO.ELOOP) throw new PathRefused(ERRNO.ELOOP!, "symlink in path");
+    if (errnoOf(err) === ERRNO.EXDEV) throw new PathRefused(ERRNO.EACCES!, "path leads out of the export");
     throw err;
   }
 }
@@ -73,18 +91,12 @@ function openComponent(dirFd: number, name: string): number {
  */
 export async function withResolved<T>(root: string, path: string, use: (resolved: Resolved) => Promise<T>): Promise<T> {
   const components = pathComponents(path);
-  // The root itself is the administrator's choice and may be reached through symlinks.
-  let fd = openSync(root, O_PATH | constants.O_DIRECTORY);
+  const parentFd = await openBeneath(await rootFd(root), components.slice(0, -1).join("/") || ".");
   try {
-    for (const name of components.slice(0, -1)) {
-      const next = openComponent(fd, name);
-      closeSync(fd);
-      fd = next;
-    }
     const leaf = components.at(-1) ?? ".";
-    return await use({ parentFd: fd, leaf, leafPath: procPath(fd, leaf), isRoot: components.length === 0 });
+    return await use({ parentFd, leaf, leafPath: procPath(parentFd, leaf), isRoot: components.length === 0 });
   } finally {
-    closeSync(fd);
+    await closeQuietly(parentFd);
   }
 }
 
