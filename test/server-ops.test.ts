@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -87,6 +87,8 @@ before(async () => {
   home = join(base, "home");
   canary = join(base, "canary");
   for (const dir of [home, canary, join(base, "pub"), join(base, "squashed")]) mkdirSync(dir);
+  // As on a local disk, the anonymous user of a squashed export creates only where it may write.
+  chownSync(join(base, "squashed"), 65534, 65534);
   writeFileSync(join(canary, "secret"), "outside the export");
   writeFileSync(join(base, "pub", "readme"), "read only");
   // Hostile links a client could have created: relative and absolute ways out of the export.

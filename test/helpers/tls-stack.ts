@@ -33,11 +33,14 @@ const TIMEOUTS = {
   refusedMountMs: 30_000,
 } as const;
 
-export function policyText(exportDirs: Record<ExportName, string>): string {
+export type Squash = "none" | "root" | "all";
+
+export function policyText(exportDirs: Record<ExportName, string>, squash: Partial<Record<ExportName, Squash>> = {}): string {
+  const exportLine = (name: ExportName) => `{ path: ${JSON.stringify(exportDirs[name])}${squash[name] ? `, squash: ${squash[name]}` : ""} }`;
   return [
     "exports:",
-    `  home:   { path: ${JSON.stringify(exportDirs.home)} }`,
-    `  secret: { path: ${JSON.stringify(exportDirs.secret)} }`,
+    `  home:   ${exportLine("home")}`,
+    `  secret: ${exportLine("secret")}`,
     "identities:",
     "  alice: { grants: { home: rw, secret: rw } }",
     "  bob:   { grants: { home: ro } }",
@@ -62,6 +65,8 @@ export interface TlsStackOptions {
   maxPayload?: number;
   /** Extra publish subjects per identity on the bus only (the natsfs server keeps the real policy). */
   widen?: Partial<Record<Identity, string[]>>;
+  /** Squash rule per export (anon ids 65534); "none" when not given. */
+  squash?: Partial<Record<ExportName, Squash>>;
 }
 
 export interface TlsMount {
@@ -135,7 +140,7 @@ export async function startTlsStack(options: TlsStackOptions = {}): Promise<TlsS
     mkdirSync(exportDirs[name], { recursive: true, mode: 0o755 });
   }
   const policyFile = join(root, "policy.yaml");
-  const policy = policyText(exportDirs);
+  const policy = policyText(exportDirs, options.squash);
   writeFileSync(policyFile, policy);
   let natsConfig = renderNatsConfig(parsePolicy(policy, policyFile), pki);
   for (const [identity, subjects] of Object.entries(options.widen ?? {})) natsConfig = widenPublish(natsConfig, identity, subjects);
