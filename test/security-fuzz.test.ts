@@ -11,7 +11,6 @@ import {
   MAX_DATA_BYTES,
   OPS,
   OP_NAMES,
-  decodeReply,
   encodeRequest,
   requestSubject,
   sealFrame,
@@ -19,7 +18,7 @@ import {
   type ServerHandle,
 } from "../src/protocol/index.js";
 import { run } from "./helpers/mount.js";
-import { rawRequest, startTlsStack, within, type TlsMount, type TlsStack } from "./helpers/tls-stack.js";
+import { decodeAnyReply, rawRequest, startTlsStack, within, type TlsMount, type TlsStack } from "./helpers/tls-stack.js";
 
 /**
  * Throws ≥ 100,000 random and mutated frames at a live server over mutual TLS while a legitimate
@@ -197,7 +196,7 @@ function frameGenerator(rng: Rng, instance: string, handles: () => readonly numb
     const target = subjectFor(op, exportName);
     return { ...target, data: sealFrame(body, target.subject), kind };
   };
-  const validRequest = (op: OpName, subject: string): Uint8Array => encodeRequest({ id: `fuzz:${rng.int(1e9)}`, args: template(rng, op, handles()) } as never, subject);
+  const validRequest = (op: OpName, subject: string): Uint8Array => encodeRequest({ id: `fuzz:${rng.int(1e9)}`, deadline: Date.now() + 60_000, args: template(rng, op, handles()) } as never, subject);
 
   // Frames with a broken seal exercise the integrity check; the rest carry a valid seal over a bad
   // body, so that they reach the decoder and the argument checks behind it.
@@ -342,7 +341,7 @@ describe("fuzzing a live server over mutual TLS", () => {
         const msg = await fuzzer.request(frame.subject, frame.data, { timeout: FUZZ.replyTimeoutMs });
         let label: string;
         try {
-          const reply = decodeReply(msg.data, msg.subject);
+          const reply = decodeAnyReply(msg.data, msg.subject);
           if (!Number.isInteger(reply.errno) || reply.errno < 0) throw new Error(`errno ${String(reply.errno)}`);
           if (reply.errno !== 0 && typeof reply.message !== "string") throw new Error("error reply without a message");
           label = errnoLabel(reply.errno);
@@ -444,7 +443,7 @@ describe("a bus with a small max_payload", () => {
     const read = await rawRequest(alice, requestSubject("home", "alice", "read", handle.instance), { handle: handle.handle, offset: 0, length: 100_000 });
     assert.ok("reply" in read && read.reply.errno === ERRNO.EMSGSIZE, JSON.stringify(read));
     assert.match(String(read.reply.message), /max_payload/);
-    const big = await rawRequest(alice, requestSubject("home", "alice", "getattr"), encodeRequest({ id: "x:1", args: { path: "/" + "a".repeat(MAX_PAYLOAD) } }, requestSubject("home", "alice", "getattr")));
+    const big = await rawRequest(alice, requestSubject("home", "alice", "getattr"), encodeRequest({ id: "x:1", deadline: Date.now() + 60_000, args: { path: "/" + "a".repeat(MAX_PAYLOAD) } }, requestSubject("home", "alice", "getattr")));
     assert.deepEqual(big, { code: "MAX_PAYLOAD_EXCEEDED" });
   });
 

@@ -1,4 +1,5 @@
-export { mountExports, discoverExports, type MountRequest, type MountedExports } from "./session.js";
+export { mountExports, type MountRequest, type MountedExports } from "./session.js";
+export { discoverExports } from "./discovery.js";
 export { DEFAULT_CLIENT_OPTIONS, type ClientOptions } from "./options.js";
 export { NULL_CLIENT_OBSERVER, type ClientObserver, type FailoverReason, type NoticeResult, type RemapResult, type RetryReason } from "./observer.js";
 export { CACHE_KINDS, type CacheKind } from "./budget.js";

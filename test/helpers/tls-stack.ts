@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getAttribute, listAttributes } from "fs-xattr";
 import { connect, type NatsConnection, type NatsError } from "nats";
-import { decodeReply, encodeRequest, inboxPrefix, type Reply } from "../../src/protocol/index.js";
+import { decode } from "@msgpack/msgpack";
+import { SEAL_BYTES, decodeReply, encodeRequest, inboxPrefix, type Reply } from "../../src/protocol/index.js";
 import { initCa, issue, parsePolicy, renderNatsConfig, tlsConnectOptions } from "../../src/security/index.js";
 import { CLI, isFuseMounted, removeUnlessMounted, run, stopProcess, unmount, type CommandResult } from "./mount.js";
 import { startNatsServer, type NatsServer } from "./nats.js";
@@ -97,10 +98,16 @@ export interface TlsStack {
   teardown(): Promise<void>;
 }
 
+/** A well-formed request frame for hand-made requests, with a deadline a minute ahead. */
+export function requestFrame(id: string, args: Record<string, unknown>, subject: string, deadline = Date.now() + 60_000): Uint8Array {
+  return encodeRequest({ id, deadline, args } as never, subject);
+}
+
 /**
  * One raw natsfs request; resolves with the decoded reply or the NATS error code. `request` is either
  * the op's arguments (sent as a well-formed request sealed for `subject`, with a fresh id) or the exact
- * bytes to send.
+ * bytes to send (whose reply, the server not knowing or not reading their id, is accepted whatever
+ * id it carries).
  */
 export async function rawRequest<R = unknown>(
   nc: NatsConnection,
@@ -108,15 +115,23 @@ export async function rawRequest<R = unknown>(
   request: Record<string, unknown> | Uint8Array,
   timeoutMs = 10_000,
 ): Promise<{ reply: Reply<R> } | { code: string }> {
-  const frame = request instanceof Uint8Array ? request : encodeRequest({ id: nextRequestId(), args: request } as never, subject);
+  const id = nextRequestId();
+  const frame = request instanceof Uint8Array ? request : requestFrame(id, request, subject);
   try {
     const msg = await nc.request(subject, frame, { timeout: timeoutMs });
-    return { reply: decodeReply<R>(msg.data, msg.subject) };
+    if (request instanceof Uint8Array) return { reply: decodeAnyReply<R>(msg.data, msg.subject) };
+    return { reply: decodeReply<R>(msg.data, msg.subject, id) };
   } catch (err) {
     const code = (err as NatsError).code;
     if (typeof code !== "string") throw err;
     return { code };
   }
+}
+
+/** Decodes a reply to hand-made bytes: it answers whatever id the server could read, if any. */
+export function decodeAnyReply<R>(data: Uint8Array, subject: string): Reply<R> {
+  const { id } = decode(data.subarray(0, data.length - SEAL_BYTES)) as { id?: unknown };
+  return decodeReply<R>(data, subject, typeof id === "string" ? id : "");
 }
 
 let sequence = 0;
