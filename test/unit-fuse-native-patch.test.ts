@@ -2,7 +2,8 @@
  * The project's patch to fuse-native 2.2.6 (patches/fuse-native+2.2.6.patch, applied and rebuilt from source
  * by the postinstall script): every handler receives the calling process as `caller` after its callback;
  * utimens receives nanosecond times with UTIME_NOW and UTIME_OMIT kept; getattr answers carry nanoseconds;
- * the lock, flock and fallocate operations exist; a kernel interrupt of a waiting request reaches JS.
+ * the lock, flock and fallocate operations exist; a kernel interrupt of a waiting request reaches JS; names
+ * can travel as bytes (namesAsBuffers).
  *
  * A tiny in-memory file system is mounted straight through fuse-native, without natsfs, and driven by child
  * processes (python3, coreutils, util-linux): this process serves the mount, so a synchronous call into it
@@ -247,21 +248,14 @@ interface TestMount {
   close(): Promise<void>;
 }
 
-async function mountTestFileSystem(): Promise<TestMount> {
+/** Mounts `ops` on a mountpoint in a new temporary folder; `close` unmounts and removes it. */
+async function mountFileSystem(ops: object, options: Record<string, unknown>) {
   const workDir = await mkdtemp(join(tmpdir(), "fuse-native-patch-"));
   // Other users must reach the mountpoint for the setpriv cases.
   await chmod(workDir, 0o755);
   const mountpoint = join(workDir, "mnt");
   await mkdir(mountpoint);
-  const now = Date.now();
-  const nodes = new Map<string, Node>([["/", { mode: 0o040777, uid: 0, gid: 0, atime: now, mtime: now }]]);
-  const recorded: Recorded = { utimens: [], create: [], mknod: [], mkdir: [], symlink: [], lock: [], flock: [], fallocate: [] };
-  const policy: LockPolicy = { conflicts: new Map(), holders: new Map() };
-  const fuse = new Fuse(mountpoint, recordingFileSystem(nodes, recorded, policy) as never, {
-    allowOther: true,
-    // Lock waits are the tests' to end.
-    timeout: { default: 5_000, lock: false, flock: false },
-  });
+  const fuse = new Fuse(mountpoint, ops as never, { allowOther: true, ...options });
   const close = async () => {
     try {
       // Runs fusermount -uz, then releases the native side.
@@ -277,7 +271,58 @@ async function mountTestFileSystem(): Promise<TestMount> {
     await close();
     throw err;
   }
-  return { mountpoint, fuse, nodes, recorded, policy, close };
+  return { mountpoint, fuse, close };
+}
+
+async function mountTestFileSystem(): Promise<TestMount> {
+  const now = Date.now();
+  const nodes = new Map<string, Node>([["/", { mode: 0o040777, uid: 0, gid: 0, atime: now, mtime: now }]]);
+  const recorded: Recorded = { utimens: [], create: [], mknod: [], mkdir: [], symlink: [], lock: [], flock: [], fallocate: [] };
+  const policy: LockPolicy = { conflicts: new Map(), holders: new Map() };
+  // Lock waits are the tests' to end.
+  const mounted = await mountFileSystem(recordingFileSystem(nodes, recorded, policy), { timeout: { default: 5_000, lock: false, flock: false } });
+  return { ...mounted, nodes, recorded, policy };
+}
+
+/** One flat directory whose names and link targets are bytes (kept as latin1 strings: one char a byte). */
+function byteNamedFileSystem(paths: Buffer[]) {
+  const entries = new Map<string, { mode: number; target?: Buffer }>();
+  const key = (path: Buffer) => {
+    paths.push(path);
+    return path.toString("latin1");
+  };
+  const now = Date.now();
+  const stat = (mode: number, size: number) => ({ mode, uid: 0, gid: 0, size, atime: now, mtime: now, ctime: now });
+  return {
+    getattr(path: Buffer, cb: Done) {
+      if (key(path) === "/") return cb(0, stat(constants.S_IFDIR | 0o755, 0));
+      const entry = entries.get(key(path));
+      if (!entry) return cb(Fuse.ENOENT);
+      cb(0, stat(entry.mode, entry.target?.length ?? 0));
+    },
+    readdir(_path: Buffer, cb: Done) {
+      cb(0, [...entries.keys()].map((name) => Buffer.from(name.slice(1), "latin1")));
+    },
+    create(path: Buffer, mode: number, cb: Done) {
+      entries.set(key(path), { mode });
+      cb(0, FIRST_FD);
+    },
+    open(path: Buffer, _flags: number, cb: Done) {
+      cb(entries.has(key(path)) ? 0 : Fuse.ENOENT, FIRST_FD);
+    },
+    release(_path: Buffer, _fd: number, cb: Done) {
+      cb(0);
+    },
+    symlink(target: Buffer, path: Buffer, cb: Done) {
+      entries.set(key(path), { mode: constants.S_IFLNK | 0o777, target });
+      cb(0);
+    },
+    readlink(path: Buffer, cb: Done) {
+      const target = entries.get(key(path))?.target;
+      if (!target) return cb(Fuse.ENOENT);
+      cb(0, target);
+    },
+  };
 }
 
 /** Resolves with the next F_SETLKW request on `path`, which the test then answers. */
@@ -594,6 +639,33 @@ describe("patched fuse-native: times, caller, locks and fallocate", { timeout: 9
         assert.match(waiter.output(), /failed InterruptedError/);
       }
     }
+  });
+});
+
+describe("patched fuse-native: names as bytes (namesAsBuffers)", { timeout: 60_000 }, () => {
+  let mount: Awaited<ReturnType<typeof mountFileSystem>> | undefined;
+  const paths: Buffer[] = [];
+
+  before(async () => {
+    mount = await mountFileSystem(byteNamedFileSystem(paths), { timeout: 5_000, namesAsBuffers: true });
+  });
+
+  after(async () => {
+    await mount?.close();
+  });
+
+  it("passes every byte of a name and link target both ways, however it decodes", async () => {
+    assert.ok(mount);
+    // Every byte but NUL and "/", after an "n" (so "." and ".." stay out), and 200 bytes that are no UTF-8.
+    const shown = await python(
+      "import os,sys\nd=os.fsencode(sys.argv[1])\nnames=[b'n'+bytes([b]) for b in range(1,256) if b!=0x2f]+[b'\\xc3'*200]\n" +
+        "for n in names: open(os.path.join(d,n),'wb').close()\nlink=os.path.join(d,b'link\\xff')\nos.symlink(b'\\xff\\xfe/\\x80', link)\n" +
+        "print(sorted(os.listdir(d))==sorted(names+[b'link\\xff']), os.readlink(link)==b'\\xff\\xfe/\\x80', len(names))",
+      mount.mountpoint,
+    );
+    assert.equal(shown, "True True 255");
+    assert.ok(paths.every((path) => Buffer.isBuffer(path)));
+    assert.ok(paths.some((path) => path.equals(Buffer.from([0x2f, 0x6e, 0xff]))), "/n\\xff reached a handler as its bytes");
   });
 });
 

@@ -1,6 +1,6 @@
 // The slice of fuse-native 2.2.6's API the kernel adapter uses (the package ships no types), as changed by
 // patches/fuse-native+2.2.6.patch: every handler gets the calling process after its callback, and the lock,
-// flock and fallocate operations and nanosecond times exist.
+// flock and fallocate operations and nanosecond times exist, and names can travel as bytes.
 declare module "fuse-native" {
   type Callback = (code: number, ...values: unknown[]) => void;
 
@@ -103,6 +103,11 @@ declare module "fuse-native" {
   type UtimensHandler = (path: string, atime: Timespec, mtime: Timespec, cb: (code: number) => void, caller: Caller) => void;
 
   class Fuse {
+    /**
+     * Options of the patch, besides the package's own: `namesAsBuffers: true` hands every path, and the
+     * targets of symlink, link and rename, to the handlers as Buffers of the kernel's bytes (Linux names need
+     * not be UTF-8; as strings such bytes become U+FFFD); readdir and readlink answer with Buffers or strings.
+     */
     constructor(mountpoint: string, ops: Record<string, (...args: never[]) => void>, options: Record<string, unknown>);
     mount(cb: (err: Error | null) => void): void;
     unmount(cb: (err: Error | null) => void): void;
