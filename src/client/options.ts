@@ -16,8 +16,6 @@ export interface ClientOptions {
    * certainly dead only this long after its deadline (fence.ts); README: what is assumed of clocks.
    */
   clockSkewMs: number;
-  /** How often the leases of this client's server handles are renewed (servers reclaim after 90 s). */
-  leaseRenewMs: number;
   /** Hard mount when undefined; otherwise ops fail with EIO after this long. */
   softTimeoutMs: number | undefined;
   /** Write-behind (writer.ts): messages in flight per file, and how long a partly gathered one waits. */
@@ -51,7 +49,6 @@ export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
   backoffBaseMs: 50,
   backoffCapMs: 2_000,
   clockSkewMs: 1_000,
-  leaseRenewMs: 30_000,
   softTimeoutMs: undefined,
   writeBehindMaxInFlight: 8,
   writeBehindIdleFlushMs: 20,

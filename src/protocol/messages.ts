@@ -5,6 +5,8 @@ export interface ServerHandle {
   instance: string;
   epoch: string;
   handle: number;
+  /** The instance reclaims the handle if its client is not heard from for this long: renew well within it. */
+  leaseMs: number;
 }
 
 export interface Stat {

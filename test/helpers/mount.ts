@@ -10,7 +10,8 @@ import { startNatsServer, type NatsServer } from "./nats.js";
 import { start, waitFor, type Started } from "./processes.js";
 
 /** The built CLI; tests run against dist/, so `make build` (or `npx tsc -p .`) comes first. */
-export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), "../../dist/cli/main.js");
+/** The CLI under test: this tree's build, or another build (e.g. an old commit's, to see a test fail) from NATSFS_TEST_CLI. */
+export const CLI = process.env.NATSFS_TEST_CLI ?? resolve(dirname(fileURLToPath(import.meta.url)), "../../dist/cli/main.js");
 
 const TIMEOUTS = {
   /** From spawning `natsfs mount` until the kernel shows the mount. */
