@@ -11,14 +11,24 @@ export interface BusFlags {
 }
 
 /**
- * Connection settings every natsfs process uses: never give up reconnecting, notice a dead or frozen
- * nats-server within seconds, and keep replies on the identity's private inbox (see nats-facts.md).
+ * Connection settings every natsfs process uses: never give up reconnecting, and keep replies on the
+ * identity's private inbox (see nats-facts.md).
+ *
+ * Liveness: a nats-server that dies closes the socket and is noticed at once; only a frozen or cut-off
+ * one needs pings. A busy peer must not look frozen, because a reconnect is far from free: it stalls
+ * every op for seconds, and nats.js 2.29 can then feed the rest of the old socket's buffered data
+ * (the tail of a large message) into the new connection's parser (protocol.js `dial`: the old reader
+ * loop calls `this.parser.parse`, and `prepare()` has already swapped in a new parser), which closes
+ * that connection too with "parse error [0]: <binary data>". With pings every 1 s and 3 outstanding
+ * allowed, a mount whose event loop lagged 3 s under load (load average 5 on 2 cores) was declared
+ * stale every few seconds. A frozen peer is now declared dead after 4 unanswered pings 3 s apart
+ * (12-15 s); requests in flight meanwhile are retried by the RPC layer as before.
  */
 export const BUS_DEFAULTS = {
   maxReconnectAttempts: -1,
   reconnectTimeWait: 250,
-  pingInterval: 1000,
-  maxPingOut: 3,
+  pingInterval: 3000,
+  maxPingOut: 4,
   timeout: 5000,
 } as const satisfies Partial<ConnectionOptions>;
 

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { resolve } from "node:path";
@@ -6,7 +6,7 @@ import type { Command } from "commander";
 import { DEFAULT_CLIENT_OPTIONS } from "../client/options.js";
 import { createClientMetrics, observeCertificateExpiry } from "../metrics/index.js";
 import { assertToken, randomId } from "../protocol/index.js";
-import { UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
+import { MiB, UsageError, VERSION, addBusOptions, addMetricsOptions, collect, parseMebibytes, parseSeconds, startMetricsEndpoint, untilSignal } from "./common.js";
 import { connectBus, type BusFlags } from "./connect.js";
 
 interface MountFlags extends BusFlags {
@@ -14,15 +14,48 @@ interface MountFlags extends BusFlags {
   all?: boolean;
   softTimeout?: number;
   attrTimeout: number;
+  actimeo: number;
+  cacheSize: number;
   foreground?: boolean;
   metricsPort?: number;
   metricsHost: string;
 }
 
+/** The FUSE mount at `mountpoint` as /proc/mounts lists it (octal escapes decoded), if any. */
+function fuseMountAt(mountpoint: string): { source: string; type: string } | undefined {
+  for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+    const [source, target, type] = line.split(" ").map((field) => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+    if (target === mountpoint && type?.startsWith("fuse")) return { source: source!, type };
+  }
+  return undefined;
+}
+
 function isMounted(mountpoint: string): boolean {
-  return readFileSync("/proc/mounts", "utf8")
-    .split("\n")
-    .some((line) => line.split(" ")[1] === mountpoint && line.split(" ")[2]?.startsWith("fuse"));
+  return fuseMountAt(mountpoint) !== undefined;
+}
+
+/**
+ * Checks the mount point. A natsfs mount whose process died (kill -9, a crash) stays in the kernel
+ * and answers ENOTCONN: it is cleared (`fusermount -uz`), so the same command restarts the mount.
+ */
+async function prepareMountpoint(mountpoint: string): Promise<void> {
+  let failure: NodeJS.ErrnoException | undefined;
+  try {
+    if (!statSync(mountpoint).isDirectory()) throw new UsageError(`${mountpoint} is not a directory`);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    failure = err as NodeJS.ErrnoException;
+  }
+  const mounted = fuseMountAt(mountpoint);
+  if (failure?.code === "ENOTCONN" && mounted?.type === "fuse.natsfs") {
+    process.stderr.write(`natsfs mount: clearing the dead natsfs mount at ${mountpoint} (its process is gone)\n`);
+    const cleared = spawnSync("fusermount", ["-uz", mountpoint], { encoding: "utf8", timeout: 10_000 });
+    if (cleared.status !== 0) throw new Error(`cannot clear the dead mount at ${mountpoint}: ${cleared.stderr.trim() || cleared.error?.message}`);
+    return prepareMountpoint(mountpoint);
+  }
+  if (failure?.code === "ENOENT") throw new UsageError(`mount point ${mountpoint} does not exist`);
+  if (failure) throw new Error(`mount point ${mountpoint}: ${failure.message}`);
+  if (mounted) throw new Error(`${mountpoint} is already mounted (${mounted.source}); unmount it first (fusermount -u ${mountpoint})`);
 }
 
 /** Resolves once the kernel no longer lists the mount (`fusermount -u` from outside, as with sshfs). */
@@ -60,13 +93,7 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
   if (!flags.all && (flags.export ?? []).length === 0) throw new UsageError("give --export NAME (repeatable) or --all");
   if (flags.all && (flags.export ?? []).length > 0) throw new UsageError("give either --export or --all, not both");
   for (const name of flags.export ?? []) assertUsage(() => assertToken("export name", name));
-  try {
-    if (!statSync(mountpoint).isDirectory()) throw new UsageError(`${mountpoint} is not a directory`);
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`mount point ${mountpoint} does not exist`);
-  }
-  if (isMounted(mountpoint)) throw new Error(`${mountpoint} is already mounted; unmount it first (fusermount -u ${mountpoint})`);
+  await prepareMountpoint(mountpoint);
   if (!flags.foreground) return mountInBackground(mountpoint);
 
   // Loaded here, not at start-up: only mounting needs fuse-native (and libfuse) on the machine.
@@ -87,7 +114,12 @@ async function runMount(mountpointArg: string, flags: MountFlags): Promise<void>
       mountpoint,
       clientId,
       observer: metrics.observer,
-      options: { softTimeoutMs: flags.softTimeout === undefined ? undefined : flags.softTimeout * 1000, attrTimeoutS: flags.attrTimeout },
+      options: {
+        softTimeoutMs: flags.softTimeout === undefined ? undefined : flags.softTimeout * 1000,
+        attrTimeoutS: flags.attrTimeout,
+        attrCacheMs: flags.actimeo * 1000,
+        cacheSizeBytes: flags.cacheSize * MiB,
+      },
       onUnexpectedError: (op, err) => process.stderr.write(`natsfs mount: unexpected error in ${op}: ${(err as Error).stack ?? String(err)}\n`),
     });
     const endpoint = await startMetricsEndpoint(
@@ -134,6 +166,18 @@ export function registerMount(program: Command): void {
       "let the kernel cache file attributes this long: faster metadata, but sizes and link counts seen through another name or client may lag",
       parseSeconds,
       DEFAULT_CLIENT_OPTIONS.attrTimeoutS,
+    )
+    .option(
+      "--actimeo <seconds>",
+      "trust cached attributes and names this long without a change notice: the bound on seeing changes made on the server's disk by other programs (0: no cache)",
+      parseSeconds,
+      DEFAULT_CLIENT_OPTIONS.attrCacheMs / 1000,
+    )
+    .option(
+      "--cache-size <MiB>",
+      "memory budget for cached data, readahead, write-behind and attributes",
+      parseMebibytes,
+      DEFAULT_CLIENT_OPTIONS.cacheSizeBytes / MiB,
     )
     .option("--foreground", "stay in the foreground until SIGINT/SIGTERM");
   addBusOptions(command);

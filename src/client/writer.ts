@@ -58,7 +58,7 @@ export class WriteBehind<T> {
   }
 
   /** Queues a copy of `data` at `offset` (the kernel adapter reuses its buffer). */
-  write(via: T, offset: number, data: Uint8Array): Promise<void> {
+  async write(via: T, offset: number, data: Uint8Array): Promise<void> {
     this.throwFailure();
     return this.admit(async () => {
       if (!this.budget.tryCharge("writeback", data.length)) {
