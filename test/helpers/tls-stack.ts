@@ -68,6 +68,10 @@ export interface TlsStackOptions {
   widen?: Partial<Record<Identity, string[]>>;
   /** Squash rule per export (anon ids 65534); "none" when not given. */
   squash?: Partial<Record<ExportName, Squash>>;
+  /** Extra `natsfs server` arguments (bounds, `--metrics-port`...). */
+  serverArgs?: string[];
+  /** The natsfs CLI that runs the server (default: this build's); an older build, to compare a fix with what it fixed. */
+  serverCli?: string;
 }
 
 export interface TlsMount {
@@ -241,7 +245,7 @@ export async function startTlsStack(options: TlsStackOptions = {}): Promise<TlsS
 
   try {
     nats = await startNatsServer({ config: natsConfig, scheme: "tls" });
-    server = start(process.execPath, [CLI, "server", ...busArgs("fileserver"), "--policy", policyFile]);
+    server = start(process.execPath, [options.serverCli ?? CLI, "server", ...busArgs("fileserver"), "--policy", policyFile, ...(options.serverArgs ?? [])]);
     const announced = /serving \S+ as instance ([A-Za-z0-9_-]+)/;
     await waitFor("natsfs server to announce itself", () => announced.test(server!.output()) || server!.child.exitCode !== null, TIMEOUTS.serverReadyMs);
     const instance = announced.exec(server.output())?.[1];
