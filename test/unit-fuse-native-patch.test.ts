@@ -38,6 +38,7 @@ interface Node {
   atime: StatTime;
   mtime: StatTime;
   nlink?: number;
+  ino: number | bigint;
   size?: number;
   target?: string;
 }
@@ -86,9 +87,10 @@ const FIRST_FD = 40;
 /** An in-memory tree whose new nodes are owned by the caller, recording the arguments handlers receive. */
 function recordingFileSystem(nodes: Map<string, Node>, recorded: Recorded, policy: LockPolicy) {
   let nextFd = FIRST_FD;
+  let nextIno = 2;
   const add = (path: string, mode: number, caller: Caller, target?: string) => {
     const now = Date.now();
-    nodes.set(path, { mode, uid: caller.uid, gid: caller.gid, atime: now, mtime: now, target });
+    nodes.set(path, { mode, uid: caller.uid, gid: caller.gid, atime: now, mtime: now, target, ino: nextIno++ });
   };
   const stat = (node: Node) => ({
     mode: node.mode,
@@ -99,6 +101,7 @@ function recordingFileSystem(nodes: Map<string, Node>, recorded: Recorded, polic
     mtime: node.mtime,
     ctime: node.mtime,
     nlink: node.nlink ?? 1,
+    ino: node.ino,
   });
   return {
     getattr(path: string, cb: Done) {
@@ -276,11 +279,15 @@ async function mountFileSystem(ops: object, options: Record<string, unknown>) {
 
 async function mountTestFileSystem(): Promise<TestMount> {
   const now = Date.now();
-  const nodes = new Map<string, Node>([["/", { mode: 0o040777, uid: 0, gid: 0, atime: now, mtime: now }]]);
+  const nodes = new Map<string, Node>([["/", { mode: 0o040777, uid: 0, gid: 0, atime: now, mtime: now, ino: 1 }]]);
   const recorded: Recorded = { utimens: [], create: [], mknod: [], mkdir: [], symlink: [], lock: [], flock: [], fallocate: [] };
   const policy: LockPolicy = { conflicts: new Map(), holders: new Map() };
-  // Lock waits are the tests' to end.
-  const mounted = await mountFileSystem(recordingFileSystem(nodes, recorded, policy), { timeout: { default: 5_000, lock: false, flock: false } });
+  const mounted = await mountFileSystem(recordingFileSystem(nodes, recorded, policy), {
+    // Lock waits are the tests' to end.
+    timeout: { default: 5_000, lock: false, flock: false },
+    // The package has no key for use_ino (the kernel shows our inode numbers); it rides in fsname's value.
+    fsname: "fuse-native-patch,use_ino",
+  });
   return { ...mounted, nodes, recorded, policy };
 }
 
@@ -408,21 +415,29 @@ describe("patched fuse-native: times, caller, locks and fallocate", { timeout: 9
     assert.equal(call.mtime.nsec, Fuse.UTIME_NOW);
   });
 
-  it("accepts getattr times as { sec, nsec }, bigint ns, Date and (fractional) ms, and a link count of 0", async () => {
-    const file = (atime: StatTime, mtime: StatTime, nlink?: number) => ({ mode: S_IFREG | 0o644, uid: 0, gid: 0, atime, mtime, nlink });
-    mount.nodes.set("/t-timespec", file({ sec: 1_500_000_000, nsec: 1 }, { sec: -2, nsec: 999_999_999 }));
-    mount.nodes.set("/t-bigint", file(1_600_000_000_123_456_789n, -1_500_000_000n));
-    mount.nodes.set("/t-date", file(new Date(1_700_000_000_123), new Date(-1)));
-    mount.nodes.set("/t-ms", file(1_500_000_000_250, 1_500_000_000_250.5, 0));
+  it("accepts getattr times as { sec, nsec }, bigint ns, Date and (fractional) ms, 64-bit inode numbers and nlink 0", async () => {
+    const file = (atime: StatTime, mtime: StatTime, ino: number | bigint, nlink?: number) => ({
+      mode: S_IFREG | 0o644,
+      uid: 0,
+      gid: 0,
+      atime,
+      mtime,
+      ino,
+      nlink,
+    });
+    mount.nodes.set("/t-timespec", file({ sec: 1_500_000_000, nsec: 1 }, { sec: -2, nsec: 999_999_999 }, 1001));
+    mount.nodes.set("/t-bigint", file(1_600_000_000_123_456_789n, -1_500_000_000n, 2n ** 63n + 5n));
+    mount.nodes.set("/t-date", file(new Date(1_700_000_000_123), new Date(-1), 1002));
+    mount.nodes.set("/t-ms", file(1_500_000_000_250, 1_500_000_000_250.5, 2 ** 40 + 3, 0));
     const shown = await python(
-      "import os,sys\nfor p in sys.argv[1:]:\n  s=os.stat(p); print(s.st_atime_ns, s.st_mtime_ns, s.st_nlink)",
+      "import os,sys\nfor p in sys.argv[1:]:\n  s=os.stat(p); print(s.st_atime_ns, s.st_mtime_ns, s.st_ino, s.st_nlink)",
       ...["t-timespec", "t-bigint", "t-date", "t-ms"].map(path),
     );
     assert.deepEqual(shown.split("\n"), [
-      "1500000000000000001 -1000000001 1",
-      "1600000000123456789 -1500000000 1",
-      "1700000000123000000 -1000000 1",
-      "1500000000250000000 1500000000250500000 0",
+      "1500000000000000001 -1000000001 1001 1",
+      `1600000000123456789 -1500000000 ${2n ** 63n + 5n} 1`,
+      "1700000000123000000 -1000000 1002 1",
+      `1500000000250000000 1500000000250500000 ${2 ** 40 + 3} 0`,
     ]);
   });
 

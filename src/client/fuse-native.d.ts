@@ -21,14 +21,14 @@ declare module "fuse-native" {
     mode: number;
     uid: number;
     gid: number;
-    size: number;
+    size: number | bigint;
     dev?: number;
     nlink?: number;
-    /** 64 bits (shown to the kernel only with libfuse's use_ino option). */
-    ino?: number;
+    /** 64 bits (shown to the kernel only with libfuse's use_ino option); a bigint keeps all of them exact. */
+    ino?: number | bigint;
     rdev?: number;
     blksize?: number;
-    blocks?: number;
+    blocks?: number | bigint;
     atime?: StatTime;
     mtime?: StatTime;
     ctime?: StatTime;
