@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, constants, lstatSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { chmod, chown, open, truncate, writeFile } from "node:fs/promises";
+import { chmod, chown, open, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { NatsConnection } from "nats";
@@ -21,7 +21,10 @@ const USER = 1000;
 const SECRET_BYTES = randomBytes(4096);
 const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC } = constants;
 
-/** Root's files an export starts with: a root-owned "binary", a 0600 secret, a user's and anon's own folders. */
+/**
+ * Root's files an export starts with: a root-owned "binary", a 0600 secret, a user's and anon's own
+ * folders, and an open folder and file inside root's private (0700) one.
+ */
 function writeRootFiles(dir: string): void {
   writeFileSync(join(dir, "tool"), "#!/bin/sh\necho admin\n", { mode: 0o755 });
   chmodSync(join(dir, "tool"), 0o755);
@@ -31,6 +34,9 @@ function writeRootFiles(dir: string): void {
   chownSync(join(dir, "user"), USER, USER);
   mkdirSync(join(dir, "anon"), { mode: 0o755 });
   chownSync(join(dir, "anon"), ANON, ANON);
+  mkdirSync(join(dir, "private", "open"), { recursive: true, mode: 0o755 });
+  chmodSync(join(dir, "private"), 0o700);
+  writeFileSync(join(dir, "private", "open", "file.txt"), "private\n", { mode: 0o644 });
 }
 
 function assertUntouched(dir: string): void {
@@ -75,6 +81,18 @@ describe("squash all and squash root on existing objects", { timeout: 120_000 },
       assert.equal(await raw(nc, "home", "chmod", { path: "/tool", mode: 0o6777, caller }), "EPERM");
     }
     assertUntouched(stack.exportDirs.home);
+  });
+
+  it("squash all: nothing below root's 0700 folder is reachable, however open what is inside (mount and raw)", async () => {
+    const inside = join(mounts.home.mountpoint, "private", "open", "file.txt");
+    assert.equal(await outcome(readFile(inside), "read"), "EACCES");
+    assert.equal(await outcome(stat(inside), "stat"), "EACCES");
+    for (const path of ["/private/open", "/private/open/file.txt"]) {
+      assert.equal(await raw(nc, "home", "getattr", { path }), "EACCES", path);
+    }
+    assert.equal(await raw(nc, "home", "open", { path: "/private/open/file.txt", flags: constants.O_RDONLY }), "EACCES");
+    assert.equal(await raw(nc, "home", "opendir", { path: "/private/open" }), "EACCES");
+    assert.equal(await raw(nc, "home", "getattr", { path: "/private" }), "ok", "the folder itself is visible, as with ls -l");
   });
 
   it("squash all: the anonymous user's own files are its own to change", async () => {

@@ -45,7 +45,7 @@ import {
   type ServerHandle,
 } from "../protocol/index.js";
 import type { ExportConfig, ServerOptions } from "./config.js";
-import { O_PATH, closeQuietly, openRaw, procPath, withResolved, type Resolved } from "./confine.js";
+import { O_PATH, closeQuietly, openRaw, pathComponents, procPath, withResolved, type Resolved } from "./confine.js";
 import { mknodat } from "./syscalls.js";
 import { HandleTable, type EvictionReason, type HandleBudget, type HandleEntry } from "./handles.js";
 import { DirectoryListing, toStat } from "./listing.js";
@@ -293,16 +293,36 @@ export class ExportFs {
 
   /**
    * Resolves `path` for a request from `caller` and hands `use` the credential it runs as (undefined
-   * on a trusting export). As on Linux, looking a name up needs search permission on its directory;
-   * the directories above it are walked with the server's rights, unchecked. The export root itself
-   * is the administrator's choice and always reachable.
+   * on a trusting export). As on Linux, a lookup needs search permission on every directory it
+   * passes, from the export root down to the leaf's own; the export root itself is the
+   * administrator's choice and always reachable.
    */
   private atAs<T>(path: string, caller: Owner | undefined, use: (resolved: Resolved, who: Credential | undefined) => Promise<T>): Promise<T> {
     const who = credentialFor(this.config, caller);
     return this.at(path, async (r) => {
-      if (who && !r.isRoot) enforce(checkSearch(who, await fstat(r.parentFd)));
+      if (who && !r.isRoot) await this.checkSearchPath(r.parentFd, pathComponents(path).length - 1, who);
       return use(r, who);
     });
+  }
+
+  /**
+   * The confined resolution runs with the server's rights, so search permission is checked here:
+   * on the leaf's directory (`depth` levels below the root) and, walking up by "..", on each of its
+   * ancestors up to the export root. O(depth) fstats, on squashed exports only.
+   */
+  private async checkSearchPath(parentFd: number, depth: number, who: Credential): Promise<void> {
+    let fd = parentFd;
+    try {
+      for (let level = depth; ; level--) {
+        enforce(checkSearch(who, await fstat(fd)));
+        if (level === 0) return;
+        const up = await openRaw(procPath(fd, ".."), O_PATH | constants.O_DIRECTORY);
+        if (fd !== parentFd) await closeQuietly(fd);
+        fd = up;
+      }
+    } finally {
+      if (fd !== parentFd) await closeQuietly(fd);
+    }
   }
 
   /**
