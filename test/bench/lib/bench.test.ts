@@ -96,19 +96,20 @@ describe("profile summary", () => {
     assert.equal(placeOf("node:internal/tls/wrap", "f"), "node:internal/tls/wrap");
     assert.equal(placeOf("", "(garbage collector)"), "(garbage collector)");
   });
-  it("shares self time out by place and function, idle counted as not busy", () => {
+  it("shares busy time out by place and function, idle left out", () => {
     const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 0 });
     const summary = summarizeProfile({
       startTime: 0,
-      endTime: 1,
+      endTime: 2e6,
       nodes: [
         { id: 1, callFrame: frame("(idle)", ""), hitCount: 50 },
         { id: 2, callFrame: frame("encode", "file:///x/node_modules/@msgpack/msgpack/a.js"), hitCount: 30 },
         { id: 3, callFrame: frame("read", "file:///x/dist/client/vfs.js"), hitCount: 20 },
       ],
     });
-    assert.equal(summary.busy, 0.5);
-    assert.deepEqual(summary.byPlace.slice(0, 2), [{ name: "(idle)", share: 0.5 }, { name: "@msgpack/msgpack", share: 0.3 }]);
-    assert.equal(summary.byFunction[2]!.name, "read dist/client/vfs.js:1");
+    assert.equal(summary.busySeconds, 1);
+    assert.equal(summary.totalSeconds, 2);
+    assert.deepEqual(summary.byPlace, [{ name: "@msgpack/msgpack", share: 0.6 }, { name: "dist/client/vfs.js", share: 0.4 }]);
+    assert.equal(summary.byFunction[1]!.name, "read dist/client/vfs.js:1");
   });
 });

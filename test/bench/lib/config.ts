@@ -35,6 +35,8 @@ export interface BenchConfig {
   targets: TargetName[];
   /** After the table, profile the natsfs mount and server during a sequential read and write. */
   profile: boolean;
+  /** Keep the .cpuprofile files here (else they go with the run's temporary folder). */
+  profileDir: string | undefined;
   /** Also write the results as JSON here. */
   jsonOut: string | undefined;
 }
@@ -59,6 +61,7 @@ const Env = z.object({
   BENCH_NOOP_ATTR_TIMEOUTS: numberList.pipe(z.array(z.number().nonnegative()).min(1)).default([0, 1]),
   BENCH_TARGETS: commaList.pipe(z.array(z.enum(TARGET_NAMES)).min(1)).default([...TARGET_NAMES]),
   BENCH_PROFILE: z.enum(["0", "1"]).default("0"),
+  BENCH_PROFILE_DIR: z.string().min(1).optional(),
   BENCH_JSON: z.string().min(1).optional(),
 });
 
@@ -90,6 +93,7 @@ export function benchConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
     noopAttrTimeouts: e.BENCH_NOOP_ATTR_TIMEOUTS,
     targets: e.BENCH_TARGETS,
     profile: e.BENCH_PROFILE === "1",
+    profileDir: e.BENCH_PROFILE_DIR,
     jsonOut: e.BENCH_JSON,
   };
 }

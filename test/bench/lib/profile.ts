@@ -22,13 +22,14 @@ type CpuProfile = z.infer<typeof CpuProfile>;
 
 export interface ProfileShare {
   name: string;
-  /** Fraction of all samples, idle included. */
+  /** Fraction of the busy (non-idle) samples. */
   share: number;
 }
 
 export interface ProfileSummary {
-  /** Fraction of samples the JS thread was not idle. */
-  busy: number;
+  /** Seconds the JS thread was not idle, and seconds the profile covers. */
+  busySeconds: number;
+  totalSeconds: number;
   byPlace: ProfileShare[];
   byFunction: ProfileShare[];
 }
@@ -50,6 +51,7 @@ function top(totals: Map<string, number>, samples: number, count: number): Profi
     .map(([name, hits]) => ({ name, share: hits / samples }));
 }
 
+/** Self time by place and by function, as shares of the time the JS thread was busy (idle left out). */
 export function summarizeProfile(profile: CpuProfile, count = 12): ProfileSummary {
   const byPlace = new Map<string, number>();
   const byFunction = new Map<string, number>();
@@ -58,20 +60,29 @@ export function summarizeProfile(profile: CpuProfile, count = 12): ProfileSummar
   for (const node of profile.nodes) {
     const { functionName, url, lineNumber } = node.callFrame;
     samples += node.hitCount;
-    if (functionName === "(idle)") idle += node.hitCount;
+    if (functionName === "(idle)") {
+      idle += node.hitCount;
+      continue;
+    }
     const place = placeOf(url, functionName);
     byPlace.set(place, (byPlace.get(place) ?? 0) + node.hitCount);
     const fn = url === "" ? functionName : `${functionName || "(anonymous)"} ${place}:${lineNumber + 1}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + node.hitCount);
   }
-  const total = Math.max(samples, 1);
-  return { busy: (samples - idle) / total, byPlace: top(byPlace, total, count), byFunction: top(byFunction, total, count) };
+  const busy = Math.max(samples - idle, 1);
+  const totalSeconds = (profile.endTime - profile.startTime) / 1e6;
+  return {
+    busySeconds: samples === 0 ? 0 : (totalSeconds * (samples - idle)) / samples,
+    totalSeconds,
+    byPlace: top(byPlace, busy, count),
+    byFunction: top(byFunction, busy, count),
+  };
 }
 
 export function renderSummary(title: string, summary: ProfileSummary): string {
   const pct = (s: number) => `${(s * 100).toFixed(1).padStart(5)} %`;
   return [
-    `${title}: JS thread busy ${pct(summary.busy).trim()} of the time`,
+    `${title}: JS thread busy ${summary.busySeconds.toFixed(1)} s of the ${summary.totalSeconds.toFixed(1)} s profiled; of that busy time:`,
     "  by place:",
     ...summary.byPlace.map((s) => `    ${pct(s.share)}  ${s.name}`),
     "  by function (self time):",
@@ -115,7 +126,7 @@ export async function profileSequential(config: BenchConfig, scratch: string, on
   ];
   const reports: string[] = [];
   for (const phase of phases) {
-    const dir = join(scratch, `profile-${phase.name.replace(/ /g, "-")}`);
+    const dir = join(config.profileDir ?? scratch, `profile-${phase.name.replace(/ /g, "-")}`);
     const target = await profiledNatsfs(dir);
     onTarget(target);
     let mbPerS: number;
@@ -126,7 +137,8 @@ export async function profileSequential(config: BenchConfig, scratch: string, on
       await target.stop();
       onTarget(undefined);
     }
-    reports.push(`natsfs under --cpu-prof, ${phase.name} of ${config.seqMiB} MiB: ${mbPerS.toFixed(1)} MB/s (profiler overhead included); profiles in ${dir}`);
+    const seconds = (config.seqMiB * 1024 * 1024) / 1e6 / mbPerS;
+    reports.push(`natsfs under --cpu-prof, ${phase.name} of ${config.seqMiB} MiB: ${mbPerS.toFixed(1)} MB/s, ${seconds.toFixed(1)} s (profiler overhead included); profiles in ${dir}`);
     for (const [role, pid] of [["mount", target.stack.mount.pid], ["server", target.stack.servers[0]!.pid]] as const) {
       const profile = await profileOf(dir, pid);
       reports.push(profile ? renderSummary(`  ${role} (pid ${pid})`, summarizeProfile(profile)) : `  ${role}: no profile written (did it exit cleanly?)`);
