@@ -5,8 +5,9 @@ import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { connect, Events, RequestStrategy, type NatsConnection, type NatsError } from "nats";
+import { connect, Events, type NatsConnection, type NatsError } from "nats";
 import { connectBus } from "../src/cli/connect.js";
+import { DISCOVERY_SUBSCRIPTION, discoverySubject } from "../src/protocol/index.js";
 import { explainConnectError, initCa, issue, parsePolicy, renderNatsConfig, tlsConnectOptions } from "../src/security/index.js";
 import { startNatsServer, type NatsServer } from "./helpers/nats.js";
 
@@ -136,19 +137,20 @@ describe("bus security with a rendered nats-server config", () => {
     inbox.unsubscribe();
   });
 
-  it("lets a server answer requests and be discovered, and publish nothing else", async () => {
+  it("lets a server answer requests and discovery, and publish nothing else", async () => {
     const fileserver = await as("fileserver");
     const alice = await as("alice");
     const sub = fileserver.subscribe("natsfs.home.*.*", { queue: "natsfs.home", callback: (_err, msg) => msg.respond(new TextEncoder().encode("pong")) });
-    const service = await fileserver.services.add({ name: "natsfs", version: "0.1.0", metadata: { exports: "home" } });
+    const discovery = fileserver.subscribe(DISCOVERY_SUBSCRIPTION, { callback: (_err, msg) => msg.respond(new TextEncoder().encode(msg.subject)) });
     await fileserver.flush();
     const reply = await alice.request("natsfs.home.alice.getattr", new Uint8Array(), { timeout: 2000 });
     assert.equal(new TextDecoder().decode(reply.data), "pong");
-    const found = [];
-    for await (const identity of await alice.services.client({ strategy: RequestStrategy.Timer, maxWait: 1000 }).ping("natsfs")) found.push(identity.id);
-    assert.deepEqual(found, [service.info().id]);
+    const found = await alice.request(discoverySubject("alice"), new Uint8Array(), { timeout: 2000 });
+    assert.equal(new TextDecoder().decode(found.data), "natsfs-discover.alice", "alice discovers on her own subject");
+    assert.equal(await requestCode(alice, discoverySubject("bob")), "PERMISSIONS_VIOLATION", "nobody asks as another identity");
+    assert.equal(await requestCode(alice, "$SRV.INFO"), "PERMISSIONS_VIOLATION", "the NATS service API is closed to identities");
     assert.equal(await requestCode(fileserver, "natsfs.home.alice.getattr"), "PERMISSIONS_VIOLATION");
-    await service.stop();
+    discovery.unsubscribe();
     sub.unsubscribe();
   });
 
