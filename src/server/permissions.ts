@@ -103,12 +103,12 @@ export function mayAccess(credential: Credential, inode: Inode, want: number): b
   return (mask & ~classBits & 0o7) === 0;
 }
 
-function describe(want: number): string {
+function describeWant(want: number): string {
   return [want & MAY_READ ? "read" : "", want & MAY_WRITE ? "write" : "", want & MAY_EXEC ? "execute/search" : ""].filter(Boolean).join("+");
 }
 
 export function checkAccess(credential: Credential, inode: Inode, want: number): Refusal | undefined {
-  return mayAccess(credential, inode, want) ? undefined : refuse("EACCES", `no ${describe(want)} permission`);
+  return mayAccess(credential, inode, want) ? undefined : refuse("EACCES", `no ${describeWant(want)} permission`);
 }
 
 /** Looking a name up in a directory needs search (execute) permission on it. */
