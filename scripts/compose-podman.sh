@@ -141,7 +141,7 @@ podman_route_stop() {
   local leftover
   leftover=$(podman ps -aq 2>/dev/null || true)
   [ -n "$leftover" ] && log "containers left in the store: $leftover (podman rm -f them with CONTAINERS_CONF=$CONTAINERS_CONF)"
-  grep -o " \\($PODMAN_DIR\\|$PODMAN_RUN_DIR\\)[^ ]*" /proc/mounts | sort -r |
+  { grep -o " \\($PODMAN_DIR\\|$PODMAN_RUN_DIR\\)[^ ]*" /proc/mounts || true; } | sort -r |
     while read -r mounted; do umount "$mounted" 2>/dev/null || umount -l "$mounted"; done
   rm -rf "$PODMAN_RUN_DIR"
   rmdir /run/natsfs-compose 2>/dev/null || true

@@ -120,7 +120,7 @@ podman_health() { stack compose ps 2>/dev/null | awk -v s="_$1_" 'index($1, s) {
 
 # 1. make up.
 log "make up (cache: $cache)"
-STACK_TIMEOUT=1200 make --no-print-directory up 2>&1 | sed 's/^/  | /'
+timeout 1500 make --no-print-directory up 2>&1 | sed 's/^/  | /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "make up"
 log "make up: every healthcheck passed"
 findmnt -n -t fuse,fuse.natsfs --mountpoint "$mounted" >/dev/null || fail "no FUSE mount at $mounted on the host"
@@ -161,7 +161,7 @@ log "a natsfs mount through 127.0.0.1:$NATSFS_BUS_PORT (published bus port) read
 
 # 5. Two servers, both Prometheus targets.
 log "make up SERVERS=2"
-make --no-print-directory up SERVERS=2 2>&1 | sed 's/^/  | /'
+timeout 600 make --no-print-directory up SERVERS=2 2>&1 | sed 's/^/  | /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "make up SERVERS=2"
 wait_for 60 "Prometheus to scrape both server instances" targets_up natsfs-server 2
 wait_for 60 "Prometheus to scrape the client" targets_up natsfs-client 1
@@ -223,7 +223,7 @@ log "denial sent"
 
 # 8. Three NATS nodes: kill the one the client is connected to, while the app keeps writing.
 log "make up CLUSTER=1 (3 NATS nodes, 2 servers)"
-make --no-print-directory up CLUSTER=1 2>&1 | sed 's/^/  | /'
+timeout 600 make --no-print-directory up CLUSTER=1 2>&1 | sed 's/^/  | /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "make up CLUSTER=1"
 app_keeps_writing "after the switch to the cluster"
 node_url=$(in_service client node -e 'fetch("http://127.0.0.1:9101/status").then((r) => r.json()).then((s) => console.log(JSON.stringify(s)))' |
@@ -264,7 +264,7 @@ log "pki again: nothing re-created"
 
 # 11. make down leaves nothing; down -v keeps the CA.
 log "make down"
-STACK_TIMEOUT=180 make --no-print-directory down 2>&1 | sed 's/^/  | /'
+timeout 300 make --no-print-directory down 2>&1 | sed 's/^/  | /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "make down"
 [ -z "$(podman ps -aq)" ] || fail "containers left: $(podman ps -a --format '{{.Names}}')"
 [ -z "$(podman network ls -q --filter "name=$COMPOSE_PROJECT_NAME")" ] || fail "networks left: $(podman network ls --format '{{.Name}}')"

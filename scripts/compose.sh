@@ -141,7 +141,7 @@ natsfs appliance is up ($ENGINE, $SERVERS server instance(s)$([ "$CLUSTER" = 1 ]
   exported folder       $NATSFS_DATA/export
   CA and certificates   $NATSFS_DATA/pki   (make ca-backup)
   Prometheus            http://127.0.0.1:${NATSFS_PROMETHEUS_PORT:-9090}
-$([ "$GRAFANA" = 1 ] && echo "  Grafana               http://127.0.0.1:${NATSFS_GRAFANA_PORT:-3000} (admin/admin)")
+  Grafana               $([ "$GRAFANA" = 1 ] && echo "http://127.0.0.1:${NATSFS_GRAFANA_PORT:-3000} (admin/admin)" || echo "off (make up GRAFANA=1)")
   NATS for other hosts  tls://$(hostname -f 2>/dev/null || hostname):${NATSFS_BUS_PORT:-4222} (mutual TLS, README: other hosts)
   make ps | make logs | make down
 EOF
