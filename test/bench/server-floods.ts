@@ -11,7 +11,6 @@ import { join } from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { pino } from "pino";
 import { ExportFs } from "../../src/server/export.js";
 import { DEFAULT_SERVER_OPTIONS, NULL_SERVER_OBSERVER, parseExportSpec } from "../../src/server/index.js";
 
@@ -21,7 +20,11 @@ const SEQUENTIAL = 200;
 const PROBE_INTERVAL_MS = 10;
 /** Requests handled in one macrotask: nats.js hands every message of one socket read over in a row. */
 const BATCH = Number(process.env.NATSFS_BENCH_BATCH ?? "64");
+/** Which floods to run (a slow server takes minutes for each). */
+const FLOODS = new Set((process.env.NATSFS_BENCH_FLOODS ?? "getattr,mknod").split(","));
 const S_IFIFO = 0o010000;
+
+const HOSTILE = { identity: "hostile", client: "hostile", writable: true, deadline: Number.MAX_SAFE_INTEGER };
 
 function report(name: string, value: number, unit: string): void {
   console.log(`BENCH ${JSON.stringify({ name, value: Math.round(value * 100) / 100, unit })}`);
@@ -82,7 +85,7 @@ async function flood(exportFs: ExportFs, count: number, request: (i: number) => 
   const probes: Promise<void>[] = [];
   const probe = setInterval(() => {
     const sent = performance.now();
-    probes.push(exportFs.call("getattr", { path: "/" }, { identity: "other", writable: false }).then(() => void probeMs.push(performance.now() - sent)));
+    probes.push(exportFs.call("getattr", { path: "/" }, { ...HOSTILE, identity: "other", client: "other" }).then(() => void probeMs.push(performance.now() - sent)));
   }, PROBE_INTERVAL_MS);
   const requests = await new Promise<Promise<unknown>[]>((resolve) => {
     const sent: Promise<unknown>[] = [];
@@ -117,25 +120,30 @@ function reportFlood(label: string, result: FloodResult): void {
 
 async function main(): Promise<void> {
   const base = mkdtempSync(join(tmpdir(), "natsfs-bench-floods-"));
-  const exportFs = new ExportFs(parseExportSpec(`bench=${base}`), { instance: "bench", epoch: "bench" }, DEFAULT_SERVER_OPTIONS, NULL_SERVER_OBSERVER, pino({ level: "silent" }));
-  const context = { identity: "hostile", writable: true };
+  const unbounded = { budget: { hold: () => true, unhold: () => undefined }, handleEvicted: () => undefined };
+  const exportFs = new ExportFs(parseExportSpec(`bench=${base}`), { instance: "bench", epoch: "bench" }, DEFAULT_SERVER_OPTIONS, NULL_SERVER_OBSERVER, unbounded);
   try {
-    const deep = makeDeepChain(base);
-    const sequential: number[] = [];
-    for (let i = 0; i < SEQUENTIAL; i += 1) {
-      const sent = performance.now();
-      await exportFs.call("getattr", { path: deep }, context);
-      sequential.push(performance.now() - sent);
+    if (FLOODS.has("getattr")) await deepPathFlood(exportFs, base);
+    if (FLOODS.has("mknod")) {
+      mkdirSync(join(base, "fifos"));
+      reportFlood(`${FLOOD} mknod S_IFIFO`, await flood(exportFs, FLOOD, (i) => exportFs.call("mknod", { path: `/fifos/f${i}`, mode: S_IFIFO | 0o644, rdev: 0 }, HOSTILE)));
     }
-    report(`getattr of a ${DEPTH}-level path, one at a time, mean`, sequential.reduce((a, b) => a + b, 0) / sequential.length, "ms");
-    reportFlood(`${FLOOD} getattrs of a ${DEPTH}-level path`, await flood(exportFs, FLOOD, () => exportFs.call("getattr", { path: deep }, context)));
-
-    mkdirSync(join(base, "fifos"));
-    reportFlood(`${FLOOD} mknod S_IFIFO`, await flood(exportFs, FLOOD, (i) => exportFs.call("mknod", { path: `/fifos/f${i}`, mode: S_IFIFO | 0o644, rdev: 0 }, context)));
   } finally {
     await exportFs.close();
     spawnSync("rm", ["-rf", base]); // rm walks with openat: no path length limit
   }
+}
+
+async function deepPathFlood(exportFs: ExportFs, base: string): Promise<void> {
+  const deep = makeDeepChain(base);
+  const sequential: number[] = [];
+  for (let i = 0; i < SEQUENTIAL; i += 1) {
+    const sent = performance.now();
+    await exportFs.call("getattr", { path: deep }, HOSTILE);
+    sequential.push(performance.now() - sent);
+  }
+  report(`getattr of a ${DEPTH}-level path, one at a time, mean`, sequential.reduce((a, b) => a + b, 0) / sequential.length, "ms");
+  reportFlood(`${FLOOD} getattrs of a ${DEPTH}-level path`, await flood(exportFs, FLOOD, () => exportFs.call("getattr", { path: deep }, HOSTILE)));
 }
 
 await main();
