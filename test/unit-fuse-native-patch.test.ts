@@ -71,6 +71,8 @@ interface Recorded {
   lock: LockCall[];
   flock: FlockCall[];
   fallocate: { path: string; mode: number; offset: number; length: number; fd: number }[];
+  unlink: string[];
+  rename: { from: string; to: string }[];
 }
 
 /** How the test file system answers lock requests; set per test. */
@@ -88,6 +90,7 @@ const FIRST_FD = 40;
 function recordingFileSystem(nodes: Map<string, Node>, recorded: Recorded, policy: LockPolicy) {
   let nextFd = FIRST_FD;
   let nextIno = 2;
+
   const add = (path: string, mode: number, caller: Caller, target?: string) => {
     const now = Date.now();
     nodes.set(path, { mode, uid: caller.uid, gid: caller.gid, atime: now, mtime: now, target, ino: nextIno++ });
@@ -125,6 +128,18 @@ function recordingFileSystem(nodes: Map<string, Node>, recorded: Recorded, polic
       cb(nodes.has(path) ? 0 : Fuse.ENOENT, nextFd++);
     },
     release(_path: string, _fd: number, cb: Done) {
+      cb(0);
+    },
+    unlink(path: string, cb: Done) {
+      recorded.unlink.push(path);
+      cb(nodes.delete(path) ? 0 : Fuse.ENOENT);
+    },
+    rename(from: string, to: string, cb: Done) {
+      const node = nodes.get(from);
+      if (!node) return cb(Fuse.ENOENT);
+      recorded.rename.push({ from, to });
+      nodes.delete(from);
+      nodes.set(to, node);
       cb(0);
     },
     truncate(_path: string, _size: number, cb: Done) {
@@ -280,7 +295,18 @@ async function mountFileSystem(ops: object, options: Record<string, unknown>) {
 async function mountTestFileSystem(): Promise<TestMount> {
   const now = Date.now();
   const nodes = new Map<string, Node>([["/", { mode: 0o040777, uid: 0, gid: 0, atime: now, mtime: now, ino: 1 }]]);
-  const recorded: Recorded = { utimens: [], create: [], mknod: [], mkdir: [], symlink: [], lock: [], flock: [], fallocate: [] };
+  const recorded: Recorded = {
+    utimens: [],
+    create: [],
+    mknod: [],
+    mkdir: [],
+    symlink: [],
+    lock: [],
+    flock: [],
+    fallocate: [],
+    unlink: [],
+    rename: [],
+  };
   const policy: LockPolicy = { conflicts: new Map(), holders: new Map() };
   const mounted = await mountFileSystem(recordingFileSystem(nodes, recorded, policy), {
     // Lock waits are the tests' to end.
@@ -439,6 +465,21 @@ describe("patched fuse-native: times, caller, locks and fallocate", { timeout: 9
       "1700000000123000000 -1000000 1002 1",
       `1500000000250000000 1500000000250500000 ${2 ** 40 + 3} 0`,
     ]);
+  });
+
+  it("cannot unlink an open file: libfuse 2 renames it to .fuse_hidden* until closed (and shows nlink 0)", async () => {
+    // (With libfuse's hard_remove option it would be unlinked, but fstat(2) on it then fails with ENOENT:
+    // the kernel's GETATTR for fstat carries no handle, and the high-level API finds files only by path.)
+    const shown = await python(
+      "import os,sys\np=sys.argv[1]\nfd=os.open(p, os.O_RDWR|os.O_CREAT)\nos.unlink(p)\nos.write(fd, b'x')\n" +
+        "hidden=[n for n in os.listdir(os.path.dirname(p)) if n.startswith('.fuse_hidden')]\n" +
+        "print(os.fstat(fd).st_nlink, os.path.exists(p), len(hidden))\nos.close(fd)",
+      path("unlinked-open.txt"),
+    );
+    assert.equal(shown, "0 False 1");
+    const hidden = mount.recorded.rename.find((call) => call.from === "/unlinked-open.txt");
+    assert.ok(hidden && hidden.to.startsWith("/.fuse_hidden"), "unlink became a rename");
+    await waitFor("the hidden file's unlink on release", () => mount.recorded.unlink.includes(hidden.to), 5_000);
   });
 
   it("tells create, mkdir, mknod and symlink which user is calling", async () => {
