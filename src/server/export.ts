@@ -1,8 +1,11 @@
 import {
+  closeSync,
   constants,
   fchown as fchownCb,
   fdatasync as fdatasyncCb,
   fstat as fstatCb,
+  fstatSync,
+  openSync,
   fsync as fsyncCb,
   ftruncate as ftruncateCb,
   read as readCb,
@@ -26,6 +29,7 @@ import {
   unlink,
   utimes,
 } from "node:fs/promises";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { promisify } from "node:util";
 import { getAttribute, listAttributes, removeAttribute, setAttribute } from "fs-xattr";
 import {
@@ -120,6 +124,9 @@ const XATTR_NAME_MAX = 255;
 function fail(code: string, context: string): never {
   throw new FsError(ERRNO[code]!, context);
 }
+
+/** Directory levels the search-permission walk of a squashed request checks before it yields. */
+const SEARCH_WALK_CHUNK = 128;
 
 /** Throws the refusal a permission check gave, if any. */
 function enforce(refusal: Refusal | undefined): void {
@@ -308,20 +315,24 @@ export class ExportFs {
   /**
    * The confined resolution runs with the server's rights, so search permission is checked here:
    * on the leaf's directory (`depth` levels below the root) and, walking up by "..", on each of its
-   * ancestors up to the export root. O(depth) fstats, on squashed exports only.
+   * ancestors up to the export root; on squashed exports only. The calls are synchronous on purpose:
+   * an O_PATH open of a directory's ".." and an fstat of it touch no data and cost microseconds,
+   * while a thread-pool trip per level would queue a deep path's thousands of calls among other
+   * requests' disk I/O. A deep path yields to the event loop every SEARCH_WALK_CHUNK levels.
    */
   private async checkSearchPath(parentFd: number, depth: number, who: Credential): Promise<void> {
     let fd = parentFd;
     try {
       for (let level = depth; ; level--) {
-        enforce(checkSearch(who, await fstat(fd)));
+        enforce(checkSearch(who, fstatSync(fd)));
         if (level === 0) return;
-        const up = await openRaw(procPath(fd, ".."), O_PATH | constants.O_DIRECTORY);
-        if (fd !== parentFd) await closeQuietly(fd);
+        if ((depth - level + 1) % SEARCH_WALK_CHUNK === 0) await yieldToEventLoop();
+        const up = openSync(procPath(fd, ".."), O_PATH | constants.O_DIRECTORY);
+        if (fd !== parentFd) closeSync(fd);
         fd = up;
       }
     } finally {
-      if (fd !== parentFd) await closeQuietly(fd);
+      if (fd !== parentFd) closeSync(fd);
     }
   }
 
