@@ -137,7 +137,12 @@ podman_remove_host_state() {
 podman_route_stop() {
   stop_pid_file "$PODMAN_RUN_DIR/health.pid"
   stop_pid_file "$PODMAN_RUN_DIR/podman.pid"
-  # Networks podman keeps although no container uses them (a `down` interrupted halfway).
+  # conmon processes of finished exec sessions (healthchecks) linger for minutes before their
+  # cleanup, which would write the run folder again: they are the service's children, ended here.
+  local conmon_pids
+  conmon_pids=$(pgrep -f -- "conmon .*--exit-command-arg $PODMAN_DIR/storage " || true)
+  # shellcheck disable=SC2086 # one word per PID
+  [ -n "$conmon_pids" ] && kill $conmon_pids 2>/dev/null
   local leftover
   leftover=$(podman ps -aq 2>/dev/null || true)
   [ -n "$leftover" ] && log "containers left in the store: $leftover (podman rm -f them with CONTAINERS_CONF=$CONTAINERS_CONF)"

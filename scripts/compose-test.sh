@@ -54,7 +54,11 @@ export NATSFS_PODMAN_HEALTH_INTERVAL=2
 source scripts/compose-podman.sh
 
 stack() { timeout --kill-after=10 "${STACK_TIMEOUT:-120}" bash scripts/compose.sh "$@"; }
-in_service() { local service=$1; shift; stack compose exec -T "$service" "$@"; }
+# The first running container of SERVICE (podman directly: docker-compose costs seconds per call).
+container_of() {
+  podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter "label=com.docker.compose.service=$1" | head -1
+}
+in_service() { local service=$1; shift; podman exec -i "$(container_of "$service")" "$@"; }
 
 # Podman state on the host before the run: the final check compares against it.
 netavark_chains() { { iptables -S; iptables -t nat -S; } 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/' | sort; }
@@ -74,6 +78,7 @@ teardown() {
   if [ "$status" -ne 0 ]; then
     STACK_TIMEOUT=30 stack compose ps 2>&1 | sed 's/^/  | /'
     STACK_TIMEOUT=30 stack compose logs --tail=30 2>&1 | sed 's/^/  | /'
+    [ -s "$work/remote.log" ] && sed 's/^/  remote mount | /' "$work/remote.log"
   fi
   [ "$stack_is_down" = 1 ] || STACK_TIMEOUT=180 stack down -v >/dev/null 2>&1 || log "down failed"
   grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r path; do timeout 10 umount -l "$path"; done
@@ -116,7 +121,7 @@ app_keeps_writing() {
   wait_for 30 "the app to keep writing $1" test "$(journal_rounds)" -ge $((before + 3))
   [ "$(podman_health app)" = healthy ] || fail "the app is $(podman_health app) $1"
 }
-podman_health() { stack compose ps 2>/dev/null | awk -v s="_$1_" 'index($1, s) { print ($0 ~ /\(healthy\)/) ? "healthy" : "not healthy" }' | head -1; }
+podman_health() { podman inspect --format '{{.State.Health.Status}}' "$(container_of "$1")"; }
 
 # 1. make up.
 log "make up (cache: $cache)"
@@ -152,7 +157,7 @@ mkdir -p "$work/remote"
 node dist/cli/main.js mount --nats "tls://127.0.0.1:$NATSFS_BUS_PORT" --pki "$data/pki" --identity client \
   --export data --foreground "$work/remote" >"$work/remote.log" 2>&1 &
 remote_pid=$!
-wait_for 30 "the mount through the published port" findmnt -n -t fuse,fuse.natsfs --mountpoint "$work/remote"
+wait_for 90 "the mount through the published port (its log is printed at the end)" findmnt -n -t fuse,fuse.natsfs --mountpoint "$work/remote"
 cmp "$work/remote/from-app.bin" "$data/export/from-app.bin" || fail "the remote mount reads different bytes"
 kill "$remote_pid"
 timeout 20 tail --pid="$remote_pid" -f /dev/null
@@ -197,7 +202,7 @@ wait_for 30 "the holder to write its first part" test -e "$work/held-ready"
 # The instance with the most open handles holds the file (the app's handles are short-lived).
 victim=""
 most=-1
-for id in $(stack compose ps -q server); do
+for id in $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter label=com.docker.compose.service=server); do
   handles=$(podman exec "$id" node -e 'fetch("http://127.0.0.1:9100/metrics").then((r) => r.text()).then((t) => console.log(/^natsfs_server_open_handles\{export="data"\} (\d+)/m.exec(t)?.[1] ?? 0))')
   if [ "$handles" -gt "$most" ]; then most=$handles victim=$id; fi
 done
@@ -232,7 +237,7 @@ node_service=${node_url%:4222}
 node_service=${node_service:-nats}
 reconnects_before=$(promql_sum 'sum(natsfs_client_bus_reconnects_total)')
 log "killing NATS node $node_service (the client's)"
-podman kill "$(stack compose ps -q "$node_service")" >/dev/null
+podman kill "$(container_of "$node_service")" >/dev/null
 app_keeps_writing "after the NATS node kill"
 after_sum=$(in_service app sh -c 'head -c 500000 /dev/urandom >/shared/data/after-node-kill.bin && sha256sum </shared/data/after-node-kill.bin' | awk '{ print $1 }')
 [ "$after_sum" = "$(sha "$data/export/after-node-kill.bin")" ] || fail "a file written after the node kill did not arrive intact"
