@@ -669,6 +669,29 @@ describe("patched fuse-native: times, caller, locks and fallocate", { timeout: 9
     }
   });
 
+  it("frees the native side of each FUSE thread libfuse ends (it keeps at most 10 idle)", async () => {
+    // The patch's registry of live thread locals (one per FUSE thread that has served a request)
+    const threads = (mount.fuse as unknown as { _threads: Set<Buffer> })._threads;
+    const names = Array.from({ length: 13 }, (_, i) => `burst-${i}.txt`);
+    await Promise.all(names.map((name) => writeFile(path(name), "")));
+    const held = names.map((name) => nextHeldLock(mount.policy, `/${name}`));
+    // One process, a thread blocked in F_SETLKW per file: a FUSE thread each
+    const waiter = await startChild(
+      "import fcntl,os,sys,threading\nlock=lambda p: fcntl.lockf(os.open(p, os.O_RDWR), fcntl.LOCK_EX)\n" +
+        "threads=[threading.Thread(target=lock, args=(p,)) for p in sys.argv[1:]]\n" +
+        "[t.start() for t in threads]\n[t.join() for t in threads]\nprint('locked', len(threads))",
+      ...names.map(path),
+    );
+    const requests = await withTimeout<HeldLock[]>(`${names.length} waiting lock requests`, 10_000, (cb) => {
+      Promise.all(held).then((all) => cb(null, all), cb);
+    });
+    assert.ok(threads.size >= names.length, `${threads.size} FUSE threads serve ${names.length} waits`);
+    for (const request of requests ?? []) request.answer(0);
+    assert.deepEqual(await exitOf(waiter, 5_000), { code: 0, signal: null });
+    assert.match(waiter.output(), /locked 13/);
+    await waitFor("the FUSE threads beyond 10 idle ones to end", () => threads.size <= 10, 5_000);
+  });
+
   it("tells a waiting handler when the kernel interrupts its request (a signal to the waiting process)", async () => {
     await writeFile(path("interrupt.txt"), "");
     for (const signal of ["SIGUSR1", "SIGKILL"] as const) {
