@@ -1,4 +1,4 @@
-import Fuse from "fuse-native";
+import Fuse, { type Timespec } from "fuse-native";
 import { FsError, errnoOf, type Owner, type Stat, type StatFs } from "../protocol/index.js";
 import type { Vfs } from "./vfs.js";
 
@@ -175,8 +175,8 @@ export class KernelMount {
         this.answer("mknod", cb, vfs.mknod(path, mode, rdev, callerOf(caller))),
       chmod: (path: string, mode: number, cb: Cb, caller?: Caller) => this.answer("chmod", cb, vfs.chmod(path, mode, callerOf(caller))),
       chown: (path: string, uid: number, gid: number, cb: Cb, caller?: Caller) => this.answer("chown", cb, vfs.chown(path, uid, gid, callerOf(caller))),
-      utimens: (path: string, atime: number, mtime: number, cb: Cb, caller?: Caller) =>
-        this.answer("utimens", cb, vfs.utimens(path, atime, mtime, callerOf(caller))),
+      utimens: (path: string, atime: Timespec, mtime: Timespec, cb: Cb, caller?: Caller) =>
+        this.answer("utimens", cb, vfs.utimens(path, timespecMs(atime), timespecMs(mtime), callerOf(caller))),
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb, caller?: Caller) =>
         this.answer("setxattr", cb, vfs.setxattr(path, name, Buffer.from(value), flags, callerOf(caller))),
       getxattr: (path: string, name: string, _position: number, cb: Cb, caller?: Caller) =>
@@ -188,6 +188,16 @@ export class KernelMount {
 }
 
 /** The calling process, sent with every path op (absent only with an unpatched fuse-native). */
+/**
+ * A utimensat(2) time as the VFS takes it: milliseconds, "now" as the current time, and "omit" as -1
+ * (leave unchanged).
+ */
+export function timespecMs(time: Timespec, now: number = Date.now()): number {
+  if (time.nsec === Fuse.UTIME_OMIT) return -1;
+  if (time.nsec === Fuse.UTIME_NOW) return now;
+  return time.sec * 1000 + Math.floor(time.nsec / 1e6);
+}
+
 function callerOf(caller: Caller | undefined): Owner | undefined {
   return caller && typeof caller.uid === "number" && typeof caller.gid === "number" ? { uid: caller.uid, gid: caller.gid } : undefined;
 }

@@ -397,7 +397,7 @@ export class ExportFs {
   }
 
   private handleOf(handle: number): ServerHandle {
-    return { instance: this.server.instance, epoch: this.server.epoch, handle };
+    return { instance: this.server.instance, epoch: this.server.epoch, handle, leaseMs: this.options.leaseMs };
   }
 
   private async access(path: string, mode: number, caller: Owner | undefined, context: CallContext): Promise<null> {
