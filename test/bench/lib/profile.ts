@@ -109,8 +109,16 @@ async function profiledNatsfs(dir: string): Promise<NatsfsTarget> {
   }
 }
 
-/** Profiles natsfs during a sequential read and a sequential write of `config.seqMiB`; returns the summaries as text. */
-export async function profileSequential(config: BenchConfig, scratch: string, onTarget: (target: NatsfsTarget | undefined) => void): Promise<string> {
+/**
+ * Profiles natsfs during a sequential read and a sequential write of `config.seqMiB`; returns the
+ * summaries as text. `start` starts a natsfs target (with the caller's retries).
+ */
+export async function profileSequential(
+  config: BenchConfig,
+  scratch: string,
+  start: (starter: () => Promise<NatsfsTarget>) => Promise<NatsfsTarget | undefined>,
+  onTarget: (target: NatsfsTarget | undefined) => void,
+): Promise<string> {
   const phases = [
     {
       name: "sequential read",
@@ -127,7 +135,11 @@ export async function profileSequential(config: BenchConfig, scratch: string, on
   const reports: string[] = [];
   for (const phase of phases) {
     const dir = join(config.profileDir ?? scratch, `profile-${phase.name.replace(/ /g, "-")}`);
-    const target = await profiledNatsfs(dir);
+    const target = await start(() => profiledNatsfs(dir));
+    if (!target) {
+      reports.push(`natsfs under --cpu-prof, ${phase.name}: could not start`);
+      continue;
+    }
     onTarget(target);
     let mbPerS: number;
     try {
