@@ -17,7 +17,8 @@
 #
 # Everything is torn down at the end, on failure too. Kept between runs, as caches: the podman store
 # and debootstrap root file system in NATSFS_COMPOSE_CACHE (default /var/cache/natsfs-compose; delete
-# it to start cold). NATSFS_COMPOSE_KEEP=1 leaves the stack running for a look.
+# it to start cold). NATSFS_COMPOSE_KEEP=1 leaves the stack running for a look. The host-side mount
+# runs dist/cli/main.js, or NATSFS_COMPOSE_HOST_CLI (with NATSFS_BUILD_CONTEXT: the same sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 project_dir=$PWD
@@ -154,7 +155,7 @@ log "files owned by 10001; server, nats, app, client run as 10001, 10002, 10001,
 
 # 4. A client on "another host": the host itself, through the published bus port, with the CA.
 mkdir -p "$work/remote"
-node dist/cli/main.js mount --nats "tls://127.0.0.1:$NATSFS_BUS_PORT" --pki "$data/pki" --identity client \
+node "${NATSFS_COMPOSE_HOST_CLI:-dist/cli/main.js}" mount --nats "tls://127.0.0.1:$NATSFS_BUS_PORT" --pki "$data/pki" --identity client \
   --export data --foreground "$work/remote" >"$work/remote.log" 2>&1 &
 remote_pid=$!
 wait_for 90 "the mount through the published port (its log is printed at the end)" findmnt -n -t fuse,fuse.natsfs --mountpoint "$work/remote"
