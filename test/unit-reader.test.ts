@@ -102,8 +102,8 @@ describe("ReadAhead", () => {
 
   it("a fetch that started before the file changed is not cached", async () => {
     const { reader, file, cache } = setup(1000);
-    await reader.read(0, 50);
-    const pending = reader.read(50, 50); // sequential: fetches block 0 and ahead
+    await reader.read(500, 10); // random: nothing cached
+    const pending = reader.read(510, 50); // sequential: fetches block 5 and ahead
     file.generation += 1;
     await pending;
     await settle();

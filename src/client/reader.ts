@@ -44,8 +44,11 @@ export class ReadAhead {
     const size = this.options.blockBytes;
     const first = Math.floor(offset / size);
     const last = Math.floor((offset + length - 1) / size);
-    const sequential = offset === this.nextSequentialOffset || this.isHeld(first);
-    this.nextSequentialOffset = offset + length;
+    // The kernel's own readahead sends several reads at once, which may arrive out of order: a read
+    // near where the last one ended, or in a block already held, continues the stream.
+    const near = Math.abs(offset - this.nextSequentialOffset) <= size * Math.max(1, this.aheadBlocks);
+    const sequential = near || this.isHeld(first);
+    this.nextSequentialOffset = sequential ? Math.max(this.nextSequentialOffset, offset + length) : offset + length;
     if (!sequential) {
       this.aheadBlocks = 0;
       return this.fetch(offset, length);

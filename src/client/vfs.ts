@@ -18,6 +18,7 @@ import { DataCache } from "./data-cache.js";
 import { ExportState, type ExportRpc } from "./export-state.js";
 import { HandleTable, remapReason, type OpenHandle } from "./handle.js";
 import { LeaseKeeper } from "./lease.js";
+import { parentOf, type MetaEntry } from "./meta-cache.js";
 import type { ClientObserver } from "./observer.js";
 import type { ClientOptions } from "./options.js";
 import { checkDirPage } from "./paging.js";
@@ -54,7 +55,7 @@ export class Vfs {
     observer.cacheLimit(options.cacheSizeBytes);
     this.data = new DataCache(this.budget);
     this.exports = new Map(rpcs.map((rpc) => [rpc.exportName, new ExportState(rpc, this.budget, this.data, options.attrCacheMs)]));
-    this.leases = new LeaseKeeper(options.leaseRenewMs);
+    this.leases = new LeaseKeeper();
     this.handles = new HandleTable(this.leases, observer);
   }
 
@@ -81,8 +82,10 @@ export class Vfs {
     const cached = state.meta.get(p);
     this.observer.cacheLookup("attr", cached !== undefined);
     if (cached !== undefined && "stat" in cached) return cached.stat;
+    const relisted = cached === undefined ? await this.relisted(state, p, caller) : undefined;
+    if (relisted !== undefined && "stat" in relisted) return relisted.stat;
     try {
-      if (cached !== undefined) throw fsError("ENOENT", `no ${path}`);
+      if (cached !== undefined || relisted !== undefined) throw fsError("ENOENT", `no ${path}`);
       const stat = await state.rpc.call("getattr", { path: p, caller });
       this.learned(state, p, stat);
       return stat;
@@ -406,7 +409,30 @@ export class Vfs {
       }
       offset = page.next;
     }
+    state.noteListing(dir, names.length);
     return names;
+  }
+
+  /**
+   * What a fresh listing of the name's directory says of it, when that directory is large and was
+   * listed lately (see ExportState.noteListing); undefined otherwise, or when listing fails.
+   */
+  private async relisted(state: State, path: string, caller: Owner | undefined): Promise<MetaEntry | undefined> {
+    const dir = parentOf(path);
+    if (path === "/" || !state.worthRelisting(dir)) return undefined;
+    let listing = state.relisting.get(dir);
+    if (listing === undefined) {
+      listing = this.listOnce(state, dir, caller).finally(() => state.relisting.delete(dir));
+      state.relisting.set(dir, listing);
+    }
+    const names = await listing.catch(() => undefined);
+    if (names === undefined) return undefined;
+    const entry = state.meta.get(path);
+    if (entry !== undefined) return entry;
+    // Listed but not cached (no room, or it vanished meanwhile): the server decides.
+    if (names.includes(path.slice(path.lastIndexOf("/") + 1))) return undefined;
+    state.meta.putMissing(path);
+    return { missing: true };
   }
 
   /** A listing with a directory handle of its own, opened again elsewhere if its instance goes away. */
