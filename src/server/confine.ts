@@ -91,10 +91,14 @@ async function openBeneath(rootFd: number, relative: string): Promise<number> {
  */
 export async function withResolved<T>(root: string, path: string, use: (resolved: Resolved) => Promise<T>): Promise<T> {
   const components = pathComponents(path);
-  const parentFd = await openBeneath(await rootFd(root), components.slice(0, -1).join("/") || ".");
+  // Only strings outlive the await: thousands of requests in flight must not each hold an array of
+  // thousands of components.
+  const leaf = components.at(-1) ?? ".";
+  const isRoot = components.length === 0;
+  const parent = components.length > 1 ? path.slice(1, path.lastIndexOf("/")) : ".";
+  const parentFd = await openBeneath(await rootFd(root), parent);
   try {
-    const leaf = components.at(-1) ?? ".";
-    return await use({ parentFd, leaf, leafPath: procPath(parentFd, leaf), isRoot: components.length === 0 });
+    return await use({ parentFd, leaf, leafPath: procPath(parentFd, leaf), isRoot });
   } finally {
     await closeQuietly(parentFd);
   }
