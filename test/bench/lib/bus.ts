@@ -9,7 +9,7 @@ import { start, waitFor } from "../../helpers/processes.js";
 import { requestSubject } from "../../../src/protocol/index.js";
 import { mustRun, recordPid } from "./system.js";
 import type { PeerArgs } from "./bus-peer.js";
-import type { NatsfsTarget } from "./targets.js";
+import { NATSFS_IDENTITIES, type NatsfsTarget } from "./targets.js";
 
 const PEER = join(dirname(fileURLToPath(import.meta.url)), "bus-peer.ts");
 /** Size of the small side of a request/reply (a read request, a write's answer). */
@@ -77,25 +77,22 @@ const RequesterOutput = z.object({ requests: z.number(), seconds: z.number() });
  * "write" sends them as requests and gets small answers, "read" sends small requests and gets them as replies.
  */
 async function busRun(target: NatsfsTarget, direction: Direction, messageBytes: number, seconds: number, inFlight: number): Promise<BusCeiling> {
-  const { stack } = target;
-  if (!stack.bus.pki) throw new Error("the bus ceiling needs the TLS stack");
-  const exportName = Object.keys(stack.exportDirs)[0]!;
   const common = {
-    url: stack.nats.url,
-    pki: stack.bus.pki,
-    subject: requestSubject(exportName, "tester", direction, CEILING_INSTANCE),
+    url: target.natsUrl,
+    pki: target.pki,
+    subject: requestSubject(target.exportName, NATSFS_IDENTITIES.client, direction, CEILING_INSTANCE),
     requestBytes: direction === "write" ? messageBytes : SMALL_BYTES,
     replyBytes: direction === "read" ? messageBytes : SMALL_BYTES,
     seconds,
     inFlight,
   };
   const peerArgs = (role: PeerArgs["role"], identity: string): string[] => ["--import", "tsx", PEER, JSON.stringify({ ...common, role, identity } satisfies PeerArgs)];
-  const responder = start(process.execPath, peerArgs("respond", "fileserver"));
+  const responder = start(process.execPath, peerArgs("respond", NATSFS_IDENTITIES.server));
   recordPid(responder.pid);
   try {
     await waitFor("bus responder", () => responder.output().includes("ready") || responder.child.exitCode !== null, 20_000);
     if (responder.child.exitCode !== null) throw new Error(`bus responder exited:\n${responder.output()}`);
-    const { stdout } = await mustRun(process.execPath, peerArgs("request", "tester"), (seconds + 60) * 1000);
+    const { stdout } = await mustRun(process.execPath, peerArgs("request", NATSFS_IDENTITIES.client), (seconds + 60) * 1000);
     const result = RequesterOutput.parse(JSON.parse(stdout.trim().split("\n").at(-1) ?? ""));
     return { direction, messageBytes, inFlight, mbPerS: (result.requests * messageBytes) / 1e6 / result.seconds };
   } finally {

@@ -151,7 +151,7 @@ export async function profileSequential(
     }
     const seconds = (config.seqMiB * 1024 * 1024) / 1e6 / mbPerS;
     reports.push(`natsfs under --cpu-prof, ${phase.name} of ${config.seqMiB} MiB: ${mbPerS.toFixed(1)} MB/s, ${seconds.toFixed(1)} s (profiler overhead included); profiles in ${dir}`);
-    for (const [role, pid] of [["mount", target.stack.mount.pid], ["server", target.stack.servers[0]!.pid]] as const) {
+    for (const [role, pid] of [["mount", target.mountPid], ["server", target.serverPid]] as const) {
       const profile = await profileOf(dir, pid);
       reports.push(profile ? renderSummary(`  ${role} (pid ${pid})`, summarizeProfile(profile)) : `  ${role}: no profile written (did it exit cleanly?)`);
     }

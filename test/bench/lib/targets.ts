@@ -5,9 +5,11 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { isFuseMounted, startStack, stopProcess, unmount, type Stack } from "../../helpers/mount.js";
+import { CLI, isFuseMounted, removeUnlessMounted, stopProcess, unmount } from "../../helpers/mount.js";
+import { startNatsServer } from "../../helpers/nats.js";
 import { freePort } from "../../helpers/ports.js";
 import { start, waitFor, type Started } from "../../helpers/processes.js";
+import { initCa, issue, loadPolicy, renderNatsConfig } from "../../../src/security/index.js";
 import { mustRun, recordPid } from "./system.js";
 
 export interface Target {
@@ -28,12 +30,18 @@ export interface Target {
 }
 
 export interface NatsfsTarget extends Target {
-  stack: Stack;
+  /** The stack's nats-server (mutual TLS, config rendered from the policy) and its PKI directory. */
+  natsUrl: string;
+  pki: string;
+  exportName: string;
+  serverPid: number;
+  mountPid: number;
   /** natsfs server's /metrics, from which the data path's message sizes are read. */
   serverMetricsUrl: string;
 }
 
-const MOUNT_TIMEOUT_MS = 20_000;
+/** Generous: on a loaded 2-core machine a cold `natsfs mount` has taken over 15 s to start. */
+const MOUNT_TIMEOUT_MS = 120_000;
 const NOOP_FS = resolve(dirname(fileURLToPath(import.meta.url)), "../noop-fs.ts");
 
 /** A started process that the runner's trap may kill by PID. */
@@ -47,7 +55,7 @@ function startRecorded(command: string, args: string[]): Started {
 async function waitForMount(what: string, proc: Started, mountpoint: string): Promise<void> {
   const exitedEarly = () => proc.child.exitCode !== null || proc.child.signalCode !== null;
   await waitFor(what, async () => exitedEarly() || (await isFuseMounted(mountpoint)), MOUNT_TIMEOUT_MS);
-  if (exitedEarly()) throw new Error(`${what}: the process exited before the mount was live:\n${proc.output()}`);
+  if (exitedEarly()) throw new Error(`${what}: the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before the mount was live:\n${proc.output()}`);
 }
 
 /** Unmounts, then stops the mount's own process. */
@@ -110,21 +118,71 @@ export async function sshfsTarget(): Promise<Target> {
   };
 }
 
-/** natsfs as deployed: nats-server with mutual TLS and the rendered policy, `natsfs server`, `natsfs mount`. */
+/** Identities of the natsfs stack: the nats-server's certificate, the file server, the mounting client. */
+export const NATSFS_IDENTITIES = { nats: "nats", server: "fileserver", client: "tester" } as const;
+const EXPORT_NAME = "data";
+
+/**
+ * natsfs as deployed: a CA and certificates, a policy granting the client rw on one export, nats-server
+ * with mutual TLS and the config rendered from that policy, then `natsfs server` and `natsfs mount`
+ * through the CLI. (The test helpers' startStack does the same with a 15 s mount deadline, too short
+ * on a loaded machine.)
+ */
 export async function natsfsTarget(extraMountArgs: string[] = []): Promise<NatsfsTarget> {
-  const serverMetricsPort = await freePort();
-  const stack = await startStack({ insecure: false, extraServerArgs: ["--metrics-port", String(serverMetricsPort)], extraMountArgs });
-  for (const proc of [stack.nats, ...stack.servers, stack.mount]) recordPid(proc.pid);
-  return {
-    key: "natsfs",
-    label: "natsfs (TLS)",
-    dir: stack.mountpoint,
-    backingDir: stack.exportDir,
-    daemonPid: stack.mount.pid,
-    stack,
-    serverMetricsUrl: `http://127.0.0.1:${serverMetricsPort}/metrics`,
-    stop: () => stack.teardown(),
+  const root = mkdtempSync(join(tmpdir(), "natsfs-"));
+  const exportDir = join(root, "export");
+  const mountpoint = join(root, "mnt");
+  const pki = join(root, "pki");
+  mkdirSync(exportDir);
+  mkdirSync(mountpoint);
+  initCa(pki);
+  issue(pki, NATSFS_IDENTITIES.nats, ["127.0.0.1", "localhost"]);
+  issue(pki, NATSFS_IDENTITIES.server);
+  issue(pki, NATSFS_IDENTITIES.client);
+  const policyFile = join(root, "policy.json");
+  const policy = {
+    exports: { [EXPORT_NAME]: { path: exportDir } },
+    identities: { [NATSFS_IDENTITIES.client]: { grants: { [EXPORT_NAME]: "rw" } } },
+    servers: [NATSFS_IDENTITIES.server],
   };
+  writeFileSync(policyFile, JSON.stringify(policy, null, 2));
+
+  const procs: Started[] = [];
+  const stop = async () => {
+    const [nats, server, mount] = procs;
+    if (mount) await stopMount(mountpoint, mount);
+    for (const proc of [server, nats]) if (proc) await stopProcess(proc);
+    removeUnlessMounted(root);
+  };
+  try {
+    const nats = await startNatsServer({ config: renderNatsConfig(loadPolicy(policyFile), pki, { certName: NATSFS_IDENTITIES.nats }), scheme: "tls" });
+    recordPid(nats.pid);
+    procs.push(nats);
+    const bus = (identity: string) => ["--nats", nats.url, "--pki", pki, "--identity", identity];
+    const serverMetricsPort = await freePort();
+    procs.push(startRecorded(process.execPath, [CLI, "server", ...bus(NATSFS_IDENTITIES.server), "--policy", policyFile, "--metrics-port", String(serverMetricsPort)]));
+    const mount = startRecorded(process.execPath, [CLI, "mount", ...bus(NATSFS_IDENTITIES.client), "--export", EXPORT_NAME, mountpoint, "--foreground", ...extraMountArgs]);
+    procs.push(mount);
+    await waitForMount("natsfs mount", mount, mountpoint);
+    return {
+      key: "natsfs",
+      label: "natsfs (TLS)",
+      dir: mountpoint,
+      backingDir: exportDir,
+      daemonPid: mount.pid,
+      natsUrl: nats.url,
+      pki,
+      exportName: EXPORT_NAME,
+      serverPid: procs[1]!.pid,
+      mountPid: mount.pid,
+      serverMetricsUrl: `http://127.0.0.1:${serverMetricsPort}/metrics`,
+      stop,
+    };
+  } catch (err) {
+    const output = procs.map((p, i) => `--- ${["nats-server", "natsfs server", "natsfs mount"][i]} ---\n${p.output().slice(-3000)}`).join("\n");
+    await stop();
+    throw new Error(`${(err as Error).message}\n${output}`);
+  }
 }
 
 /** The no-op in-memory fuse-native file system with kernel attribute and entry timeouts of `attrTimeoutS`. */
