@@ -143,6 +143,11 @@ describe("checkDirPage", () => {
     }
     assert.throws(() => checkDirPage(page(200, 10), 190, 95, 100), (err: FsError) => err.errno === ERRNO.EIO);
   });
+  it("refuses entries that are not names a directory can hold", () => {
+    for (const entries of [[0], [null], [{ name: "" }], [{ name: "a/b" }], [{ name: "x".repeat(256) }], [{ name: 7 }]]) {
+      assert.throws(() => checkDirPage({ entries } as never, 0, 0, 100), (err: FsError) => err.errno === ERRNO.EIO, JSON.stringify(entries));
+    }
+  });
 });
 
 describe("DirectoryListing", () => {
