@@ -28,7 +28,8 @@ export const EXPORTS = ["home", "secret"] as const;
 export type ExportName = (typeof EXPORTS)[number];
 
 const TIMEOUTS = {
-  serverReadyMs: 15_000,
+  /** A server starts in 1-2 s; 15 s was too short on a 2-core machine at load average 25. */
+  serverReadyMs: 40_000,
   mountMs: 15_000,
   /** A mount that is expected to fail must give up within this. */
   refusedMountMs: 30_000,
