@@ -199,12 +199,17 @@ describe("syscalls", () => {
       }
       const path = "/deep" + "/d".repeat(depth);
       // CPU time, not wall time, so a loaded machine cannot make it fail: the old walk, 4,000 system
-      // calls before its first await, cost 15 ms and more of it.
-      const cpuBefore = process.cpuUsage();
-      const resolving = withResolved(base, path, async (r) => (await lstat(r.leafPath)).isDirectory());
-      const cpu = process.cpuUsage(cpuBefore);
-      assert.ok((cpu.user + cpu.system) / 1000 < 5, `held the event loop for ${(cpu.user + cpu.system) / 1000} ms of CPU`);
-      assert.equal(await resolving, true);
+      // calls before its first await, cost 15 ms and more of it. The process's other threads (GC)
+      // count too, so the least of a few warm runs is what is compared.
+      const heldMs: number[] = [];
+      for (let run = 0; run < 5; run += 1) {
+        const cpuBefore = process.cpuUsage();
+        const resolving = withResolved(base, path, async (r) => (await lstat(r.leafPath)).isDirectory());
+        const cpu = process.cpuUsage(cpuBefore);
+        heldMs.push((cpu.user + cpu.system) / 1000);
+        assert.equal(await resolving, true);
+      }
+      assert.ok(Math.min(...heldMs) < 5, `held the event loop for ${heldMs.join(", ")} ms of CPU`);
     });
 
     it("refuses a symlink on the way with ELOOP and .. with EACCES, both as PathRefused", async () => {
