@@ -1,4 +1,4 @@
-import { ERRNO, FsError, opensForWrite, reopenFlags, type Owner, type ServerHandle } from "../protocol/index.js";
+import { ERRNO, FsError, OPS, opensForWrite, reopenFlags, type OpArgs, type OpName, type OpResult, type Owner, type ServerHandle } from "../protocol/index.js";
 import type { ExportState } from "./export-state.js";
 import type { FileState } from "./file-state.js";
 import type { LeaseKeeper } from "./lease.js";
@@ -24,6 +24,9 @@ export interface OpenHandle {
   /** Set while the handle is being moved to another instance, so concurrent ops wait for one re-open. */
   remapping?: Promise<void>;
 }
+
+/** Ops that take a server handle. */
+type HandleOp = { [O in OpName]: OpArgs<O> extends { handle: number } ? O : never }[OpName];
 
 /** A bound on re-opens for one op, so a file that keeps vanishing ends in an error, not a loop. */
 const MAX_REMAPS_PER_OP = 5;
@@ -98,11 +101,12 @@ export class HandleTable {
    * Runs a handle-bound call; when the handle's instance is gone or no longer knows the handle,
    * re-opens the file's current path on any instance, swaps in the new server handle and repeats it.
    */
-  async run<T>(handle: OpenHandle, call: (server: ServerHandle) => Promise<T>): Promise<T> {
+  async run<T>(handle: OpenHandle, call: (server: ServerHandle) => Promise<T>, abandonable = true): Promise<T> {
     for (let remaps = 0; ; remaps++) {
       const server = handle.server;
       try {
-        return await this.untilGone(server.instance, call(server));
+        const work = call(server);
+        return await (abandonable ? this.untilGone(server.instance, work) : work);
       } catch (err) {
         const reason = remapReason(err);
         if (reason === undefined || remaps >= MAX_REMAPS_PER_OP) throw err;
@@ -111,6 +115,16 @@ export class HandleTable {
         else await handle.remapping;
       }
     }
+  }
+
+  /**
+   * One handle-bound op through `run`. Only ops a late execution cannot harm (reads, fsync) are
+   * abandoned when another call learns the instance is gone: a fenced op (a write) that was given up
+   * on could still be re-sent to the old instance by its own retry after the handle has moved.
+   */
+  call<O extends HandleOp>(handle: OpenHandle, op: O, args: Omit<OpArgs<O>, "handle">): Promise<OpResult<O>> {
+    const rpc = handle.export.rpc;
+    return this.run(handle, (server) => rpc.call(op, { ...args, handle: server.handle } as OpArgs<O>, { instance: server.instance }), !OPS[op].fenced);
   }
 
   /** Settles like `work`, or fails as soon as another call learns that `instance` is gone. */

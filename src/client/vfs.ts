@@ -106,7 +106,7 @@ export class Vfs {
     const handle = this.handles.get(fh);
     if (!handle?.file) return this.getattr(path, caller);
     await handle.file.writer?.settled();
-    const stat = await this.handles.run(handle, (server) => handle.export.rpc.call("fgetattr", { handle: server.handle }, { instance: server.instance }));
+    const stat = await this.handles.call(handle, "fgetattr", {});
     handle.file.observe(stat);
     return stat;
   }
@@ -326,14 +326,14 @@ export class Vfs {
     const handle = this.fileHandle(fh);
     await handle.file!.writer?.drain();
     if (!opensForWrite(handle.flags)) return;
-    await this.handles.run(handle, (server) => handle.export.rpc.call("fsync", { handle: server.handle, datasync }, { instance: server.instance }));
+    await this.handles.call(handle, "fsync", { datasync });
   }
 
   async ftruncate(fh: number, size: number): Promise<void> {
     const handle = this.fileHandle(fh);
     const file = handle.file!;
     await file.writer?.settled();
-    await this.handles.run(handle, (server) => handle.export.rpc.call("ftruncate", { handle: server.handle, size }, { instance: server.instance }));
+    await this.handles.call(handle, "ftruncate", { size });
     file.invalidate(size);
     handle.export.meta.inoChanged(file.ino);
   }
@@ -375,7 +375,7 @@ export class Vfs {
     while (done < length) {
       const at = offset + done;
       const want = Math.min(chunk, length - done);
-      const part = await this.handles.run(handle, (server) => rpc.call("read", { handle: server.handle, offset: at, length: want }, { instance: server.instance }));
+      const part = await this.handles.call(handle, "read", { offset: at, length: want });
       parts.push(part);
       done += part.length;
       if (part.length < want) break; // end of file
@@ -389,7 +389,7 @@ export class Vfs {
     while (done < data.length) {
       const chunk = data.subarray(done, done + rpc.maxDataBytes);
       const at = offset + done;
-      const written = await this.handles.run(handle, (server) => rpc.call("write", { handle: server.handle, offset: at, data: chunk }, { instance: server.instance }));
+      const written = await this.handles.call(handle, "write", { offset: at, data: chunk });
       if (written <= 0) throw new FsError(ERRNO.EIO!, `write to ${handle.path} made no progress`);
       done += written;
     }
