@@ -97,17 +97,8 @@ async function profileOf(dir: string, pid: number): Promise<CpuProfile | undefin
   return file ? CpuProfile.parse(JSON.parse(await fs.readFile(join(dir, file), "utf8"))) : undefined;
 }
 
-/** Starts a natsfs stack whose node processes write CPU profiles into `dir` when they exit. */
-async function profiledNatsfs(dir: string): Promise<NatsfsTarget> {
-  const previous = process.env.NODE_OPTIONS;
-  process.env.NODE_OPTIONS = `${previous ?? ""} --cpu-prof --cpu-prof-dir=${dir}`.trim();
-  try {
-    return await natsfsTarget();
-  } finally {
-    if (previous === undefined) delete process.env.NODE_OPTIONS;
-    else process.env.NODE_OPTIONS = previous;
-  }
-}
+/** A natsfs stack whose server and mount write CPU profiles into `dir` when they exit (not allowed in NODE_OPTIONS). */
+const profiledNatsfs = (dir: string) => natsfsTarget({ nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`] });
 
 /**
  * Profiles natsfs during a sequential read and a sequential write of `config.seqMiB`; returns the

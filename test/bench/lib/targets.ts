@@ -125,10 +125,11 @@ const EXPORT_NAME = "data";
 /**
  * natsfs as deployed: a CA and certificates, a policy granting the client rw on one export, nats-server
  * with mutual TLS and the config rendered from that policy, then `natsfs server` and `natsfs mount`
- * through the CLI. (The test helpers' startStack does the same with a 15 s mount deadline, too short
- * on a loaded machine.)
+ * through the CLI, under node with `nodeArgs` (a profiler, say). (The test helpers' startStack does the
+ * same with a 15 s mount deadline, too short on a loaded machine.)
  */
-export async function natsfsTarget(extraMountArgs: string[] = []): Promise<NatsfsTarget> {
+export async function natsfsTarget(options: { nodeArgs?: string[] } = {}): Promise<NatsfsTarget> {
+  const node = [...(options.nodeArgs ?? []), CLI];
   const root = mkdtempSync(join(tmpdir(), "natsfs-"));
   const exportDir = join(root, "export");
   const mountpoint = join(root, "mnt");
@@ -160,8 +161,8 @@ export async function natsfsTarget(extraMountArgs: string[] = []): Promise<Natsf
     procs.push(nats);
     const bus = (identity: string) => ["--nats", nats.url, "--pki", pki, "--identity", identity];
     const serverMetricsPort = await freePort();
-    procs.push(startRecorded(process.execPath, [CLI, "server", ...bus(NATSFS_IDENTITIES.server), "--policy", policyFile, "--metrics-port", String(serverMetricsPort)]));
-    const mount = startRecorded(process.execPath, [CLI, "mount", ...bus(NATSFS_IDENTITIES.client), "--export", EXPORT_NAME, mountpoint, "--foreground", ...extraMountArgs]);
+    procs.push(startRecorded(process.execPath, [...node, "server", ...bus(NATSFS_IDENTITIES.server), "--policy", policyFile, "--metrics-port", String(serverMetricsPort)]));
+    const mount = startRecorded(process.execPath, [...node, "mount", ...bus(NATSFS_IDENTITIES.client), "--export", EXPORT_NAME, mountpoint, "--foreground"]);
     procs.push(mount);
     await waitForMount("natsfs mount", mount, mountpoint);
     return {
