@@ -112,8 +112,8 @@ function template(rng: Rng, op: OpName, handles: readonly number[]): Record<stri
     gid: rng.int(70_000),
     size: rng.int(1_000_000),
     datasync: rng.next() < 0.5,
-    atimeMs: rng.int(2 ** 40),
-    mtimeMs: rng.int(2 ** 40),
+    atime: rng.next() < 0.5 ? { sec: rng.int(2 ** 40), nsec: rng.int(1e9) } : "now",
+    mtime: rng.next() < 0.5 ? { sec: rng.int(2 ** 40), nsec: rng.int(1e9) } : "omit",
   };
   const keys = FIELDS[op];
   return Object.fromEntries(keys.map((key) => [key, full[key]]));
@@ -123,10 +123,11 @@ const FIELDS: Record<OpName, string[]> = {
   getattr: ["path"], fgetattr: ["handle"], access: ["path", "mode"], statfs: ["path"], readlink: ["path"],
   getxattr: ["path", "name"], listxattr: ["path"], opendir: ["path"], readdir: ["handle", "offset"], releasedir: ["handle"],
   open: ["path", "flags"], read: ["handle", "offset", "length"], release: ["handle"], openw: ["path", "flags"],
-  create: ["path", "flags", "mode"], write: ["handle", "offset", "data"], fsync: ["handle", "datasync"], ftruncate: ["handle", "size"],
+  create: ["path", "flags", "mode"], write: ["handle", "offset", "data"], fsync: ["handle", "datasync"], fsyncdir: ["handle", "datasync"], ftruncate: ["handle", "size"],
+  fallocate: ["handle", "mode", "offset", "length"],
   truncate: ["path", "size"], unlink: ["path"], rename: ["from", "to"], mkdir: ["path", "mode"], rmdir: ["path"],
   symlink: ["target", "path"], link: ["from", "to"], mknod: ["path", "mode", "rdev"], chmod: ["path", "mode"],
-  chown: ["path", "uid", "gid"], utimens: ["path", "atimeMs", "mtimeMs"], setxattr: ["path", "name", "value", "flags"],
+  chown: ["path", "uid", "gid"], utimens: ["path", "atime", "mtime"], setxattr: ["path", "name", "value", "flags"],
   removexattr: ["path", "name"],
 };
 

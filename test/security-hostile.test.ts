@@ -47,7 +47,7 @@ function pathArgs(op: OpName, path: string): Record<string, unknown> {
     case "mknod": return { path, mode: constants.S_IFIFO | 0o644, rdev: 0 };
     case "chmod": return { path, mode: 0o777 };
     case "chown": return { path, uid: 1234, gid: 1234 };
-    case "utimens": return { path, atimeMs: 0, mtimeMs: 0 };
+    case "utimens": return { path, atime: { sec: 0, nsec: 0 }, mtime: "now" };
     default: return { path };
   }
 }

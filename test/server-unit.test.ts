@@ -7,7 +7,8 @@ import { ExportSpecError, openPolicy, parseExportSpec, parseExportSpecs } from "
 import { PathRefused, pathComponents } from "../src/server/confine.js";
 import { DuplicateRequestCache } from "../src/server/drc.js";
 import { HandleTable } from "../src/server/handles.js";
-import { utimeSeconds } from "../src/server/export.js";
+import { splitTimeNs, statTimespec } from "../src/protocol/index.js";
+import { largestAccepted } from "../src/server/file-size-limit.js";
 
 function errnoOfCall(fn: () => unknown): number | undefined {
   try {
@@ -141,16 +142,23 @@ describe("DuplicateRequestCache", () => {
   });
 });
 
-describe("utimeSeconds", () => {
-  it("survives libuv's truncation to nanoseconds as the same millisecond", () => {
-    for (let ms = 1_400_086_400_000; ms < 1_400_086_401_000; ms += 1) {
-      for (const base of [ms, ms + 2_000_000_000_000]) {
-        // What uv_fs_lutime does with the double: whole seconds, then truncated nanoseconds.
-        const seconds = utimeSeconds(base);
-        const whole = Math.trunc(seconds);
-        const nanos = Math.trunc((seconds - whole) * 1e9);
-        assert.equal(whole * 1000 + Math.floor(nanos / 1e6), base);
-      }
+describe("splitTimeNs and statTimespec", () => {
+  it("carry a time to the nanosecond, before 1970 too", () => {
+    assert.deepEqual(splitTimeNs(1_123_456_789n), { ms: 1_123, nsec: 123_456_789 });
+    assert.deepEqual(statTimespec(1_123, 123_456_789), { sec: 1, nsec: 123_456_789 });
+    assert.deepEqual(splitTimeNs(-1n), { ms: -1, nsec: 999_999_999 });
+    assert.deepEqual(statTimespec(-1, 999_999_999), { sec: -1, nsec: 999_999_999 });
+    assert.deepEqual(statTimespec(1_500.25, undefined), { sec: 1, nsec: 500_250_000 }, "an older server's milliseconds");
+  });
+});
+
+describe("largestAccepted", () => {
+  it("finds the edge of a monotone predicate in at most 54 calls", async () => {
+    for (const edge of [0, 1, 2 ** 44 - 4096, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER]) {
+      let calls = 0;
+      const found = await largestAccepted(async (n) => (calls++, n <= edge));
+      assert.equal(found, edge);
+      assert.ok(calls <= 54, `${calls} calls`);
     }
   });
 });

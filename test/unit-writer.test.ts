@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ERRNO, FsError } from "../src/protocol/index.js";
 import { MemoryBudget } from "../src/client/budget.js";
-import { WriteBehind, type WriteBehindLimits } from "../src/client/writer.js";
+import { WriteBehind, writableLength, type WriteBehindLimits } from "../src/client/writer.js";
 
 /** Lets every queued promise callback run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -142,14 +142,33 @@ describe("WriteBehind", () => {
     assert.equal(budget.usedBytes, 0);
   });
 
-  it("reports the first error once, on the next write or drain", async () => {
+  it("reports the first error once, on the next write or drain, and that write's data still goes out", async () => {
     const { fake, writer } = setup({ maxMessageBytes: 10 });
     await writer.write("h", 0, Buffer.alloc(10));
     fake.calls[0]!.reject(new FsError(ERRNO.ENOSPC!, "full"));
     await settle();
-    await assert.rejects(writer.write("h", 10, Buffer.alloc(10)), { errno: ERRNO.ENOSPC });
-    await writer.write("h", 10, Buffer.alloc(10));
+    await assert.rejects(writer.write("h", 10, Buffer.from("0123456789")), { errno: ERRNO.ENOSPC });
+    await writer.write("h", 20, Buffer.alloc(10));
     fake.resolveAll();
     await writer.drain();
+    assert.deepEqual(fake.offsets, [0, 10, 20]);
+    assert.equal(fake.calls[1]!.data.toString(), "0123456789");
+  });
+  it("an error is reported by the drain (fsync, close) when no write comes after it", async () => {
+    const { fake, writer } = setup({ maxMessageBytes: 10 });
+    await writer.write("h", 0, Buffer.alloc(10));
+    fake.calls[0]!.reject(new FsError(ERRNO.EIO!, "lost"));
+    await assert.rejects(writer.drain(), { errno: ERRNO.EIO });
+    await writer.drain();
+  });
+});
+
+describe("writableLength", () => {
+  it("takes all below the file size limit, what fits across it, and refuses at or past it with EFBIG", () => {
+    assert.equal(writableLength(0, 10, undefined), 10);
+    assert.equal(writableLength(90, 5, 100), 5);
+    assert.equal(writableLength(95, 10, 100), 5);
+    assert.throws(() => writableLength(100, 1, 100), { errno: ERRNO.EFBIG });
+    assert.throws(() => writableLength(2 ** 44, 1, 2 ** 44 - 4096), { errno: ERRNO.EFBIG });
   });
 });

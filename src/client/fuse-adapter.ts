@@ -1,5 +1,5 @@
 import Fuse, { type Timespec } from "fuse-native";
-import { FsError, errnoOf, type Owner, type Stat, type StatFs } from "../protocol/index.js";
+import { FsError, errnoOf, statTimespec, type Owner, type SetTime, type Stat, type StatFs } from "../protocol/index.js";
 import type { Vfs } from "./vfs.js";
 
 /** The calling process, which our patched fuse-native passes after the callback. */
@@ -74,9 +74,9 @@ function kernelStat(stat: Stat) {
     rdev: stat.rdev,
     blksize: stat.blksize,
     blocks: stat.blocks,
-    atime: stat.atimeMs,
-    mtime: stat.mtimeMs,
-    ctime: stat.ctimeMs,
+    atime: statTimespec(stat.atimeMs, stat.atimeNsec),
+    mtime: statTimespec(stat.mtimeMs, stat.mtimeNsec),
+    ctime: statTimespec(stat.ctimeMs, stat.ctimeNsec),
   };
 }
 
@@ -160,6 +160,9 @@ export class KernelMount {
         this.answerCount("write", cb, vfs.write(fh, buffer.subarray(0, length), offset)),
       flush: (_path: string, fh: number, cb: Cb) => this.answer("flush", cb, vfs.flush(fh)),
       fsync: (_path: string, datasync: number, fh: number, cb: Cb) => this.answer("fsync", cb, vfs.fsync(fh, datasync !== 0)),
+      fsyncdir: (_path: string, datasync: number, fh: number, cb: Cb) => this.answer("fsyncdir", cb, vfs.fsyncdir(fh, datasync !== 0)),
+      fallocate: (_path: string, mode: number, offset: number, length: number, fh: number, cb: Cb) =>
+        this.answer("fallocate", cb, vfs.fallocate(fh, mode, offset, length)),
       release: (_path: string, fh: number, cb: Cb) => this.answer("release", cb, vfs.release(fh)),
       truncate: (path: string, size: number, cb: Cb, caller?: Caller) => this.answer("truncate", cb, vfs.truncate(path, size, callerOf(caller))),
       ftruncate: (_path: string, fh: number, size: number, cb: Cb) => this.answer("ftruncate", cb, vfs.ftruncate(fh, size)),
@@ -176,7 +179,7 @@ export class KernelMount {
       chmod: (path: string, mode: number, cb: Cb, caller?: Caller) => this.answer("chmod", cb, vfs.chmod(path, mode, callerOf(caller))),
       chown: (path: string, uid: number, gid: number, cb: Cb, caller?: Caller) => this.answer("chown", cb, vfs.chown(path, uid, gid, callerOf(caller))),
       utimens: (path: string, atime: Timespec, mtime: Timespec, cb: Cb, caller?: Caller) =>
-        this.answer("utimens", cb, vfs.utimens(path, timespecMs(atime), timespecMs(mtime), callerOf(caller))),
+        this.answer("utimens", cb, vfs.utimens(path, setTime(atime), setTime(mtime), callerOf(caller))),
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb, caller?: Caller) =>
         this.answer("setxattr", cb, vfs.setxattr(path, name, Buffer.from(value), flags, callerOf(caller))),
       getxattr: (path: string, name: string, _position: number, cb: Cb, caller?: Caller) =>
@@ -187,17 +190,14 @@ export class KernelMount {
   }
 }
 
-/** The calling process, sent with every path op (absent only with an unpatched fuse-native). */
-/**
- * A utimensat(2) time as the VFS takes it: milliseconds, "now" as the current time, and "omit" as -1
- * (leave unchanged).
- */
-export function timespecMs(time: Timespec, now: number = Date.now()): number {
-  if (time.nsec === Fuse.UTIME_OMIT) return -1;
-  if (time.nsec === Fuse.UTIME_NOW) return now;
-  return time.sec * 1000 + Math.floor(time.nsec / 1e6);
+/** A utimensat(2) time as the protocol carries it: to the nanosecond, or UTIME_NOW / UTIME_OMIT as such. */
+export function setTime(time: Timespec): SetTime {
+  if (time.nsec === Fuse.UTIME_OMIT) return "omit";
+  if (time.nsec === Fuse.UTIME_NOW) return "now";
+  return { sec: time.sec, nsec: time.nsec };
 }
 
+/** The calling process, sent with every path op (absent only with an unpatched fuse-native). */
 function callerOf(caller: Caller | undefined): Owner | undefined {
   return caller && typeof caller.uid === "number" && typeof caller.gid === "number" ? { uid: caller.uid, gid: caller.gid } : undefined;
 }

@@ -19,6 +19,8 @@ export interface OpenHandle {
   readonly caller?: Owner;
   /** The file's shared state (files only). */
   readonly file?: FileState;
+  /** The largest size the file may reach, as its server announced (OpenedHandle.maxFileSize). */
+  readonly maxFileSize?: number;
   /** This handle's readahead session over the file's shared cache. */
   reader?: ReadAhead;
   /** Set while the handle is being moved to another instance, so concurrent ops wait for one re-open. */

@@ -10,6 +10,7 @@ import {
   type OpenedHandle,
   type Owner,
   type ServerHandle,
+  type SetTime,
   type Stat,
   type StatFs,
 } from "../protocol/index.js";
@@ -23,7 +24,7 @@ import type { ClientObserver } from "./observer.js";
 import type { ClientOptions } from "./options.js";
 import { checkDirPage } from "./paging.js";
 import { ReadAhead } from "./reader.js";
-import { WriteBehind } from "./writer.js";
+import { WriteBehind, writableLength } from "./writer.js";
 
 type State = ExportState;
 type Route = { state: State; path: string } | { root: true };
@@ -184,16 +185,11 @@ export class Vfs {
     await this.changing(state, [{ path: p }], () => state.rpc.call("chown", { path: p, uid, gid, caller }));
   }
 
-  /** Times in ms; a negative time means "leave unchanged" (UTIME_OMIT). */
-  async utimens(path: string, atimeMs: number, mtimeMs: number, caller?: Owner): Promise<void> {
+  /** Times to the nanosecond, "now" and "omit" passed on as such: the server's permission rules tell them apart. */
+  async utimens(path: string, atime: SetTime, mtime: SetTime, caller?: Owner): Promise<void> {
     const { state, path: p } = this.routeInExport(path);
-    if (atimeMs < 0 || mtimeMs < 0) {
-      const current = await this.getattr(path, caller);
-      if (atimeMs < 0) atimeMs = current.atimeMs;
-      if (mtimeMs < 0) mtimeMs = current.mtimeMs;
-    }
     await this.settleWrites(state, p);
-    await this.changing(state, [{ path: p }], () => state.rpc.call("utimens", { path: p, atimeMs, mtimeMs, caller }));
+    await this.changing(state, [{ path: p }], () => state.rpc.call("utimens", { path: p, atime, mtime, caller }));
   }
 
   async truncate(path: string, size: number, caller?: Owner): Promise<void> {
@@ -302,18 +298,27 @@ export class Vfs {
     return data;
   }
 
+  /**
+   * Queues the write (write-behind). One past the export's announced file size limit fails here with
+   * EFBIG, and one across it is cut short, as on a local disk. A failure of an earlier queued write is
+   * reported by this one, after its data is queued (as NFS does).
+   */
   async write(fh: number, data: Uint8Array, offset: number): Promise<number> {
     const handle = this.fileHandle(fh);
     const file = handle.file!;
     const { rpc, meta } = handle.export;
+    data = data.subarray(0, writableLength(offset, data.length, handle.maxFileSize));
     file.writer ??= new WriteBehind<OpenHandle>((via, at, chunk) => this.writeThrough(via, at, chunk), this.budget, {
       maxMessageBytes: rpc.maxDataBytes,
       maxInFlight: this.options.writeBehindMaxInFlight,
       idleFlushMs: this.options.writeBehindIdleFlushMs,
     });
-    await file.writer.write(handle, offset, data);
-    file.wrote(offset, data.length, rpc.maxDataBytes);
-    meta.inoChanged(file.ino);
+    try {
+      await file.writer.write(handle, offset, data);
+    } finally {
+      file.wrote(offset, data.length, rpc.maxDataBytes);
+      meta.inoChanged(file.ino);
+    }
     return data.length;
   }
 
@@ -338,6 +343,26 @@ export class Vfs {
     handle.export.meta.inoChanged(file.ino);
   }
 
+  /** fallocate(2): queued writes land first; the file's cached data and size are then stale. */
+  async fallocate(fh: number, mode: number, offset: number, length: number): Promise<void> {
+    const handle = this.fileHandle(fh);
+    const file = handle.file!;
+    await file.writer?.settled();
+    try {
+      await this.handles.call(handle, "fallocate", { mode, offset, length });
+    } finally {
+      file.invalidate();
+      handle.export.meta.inoChanged(file.ino);
+    }
+  }
+
+  /** fsync(2) of a directory; the mount root of several exports has nothing to make durable. */
+  async fsyncdir(fh: number, datasync: boolean): Promise<void> {
+    const handle = this.handles.get(fh);
+    if (handle === undefined || handle.kind !== "dir") return;
+    await this.handles.call(handle, "fsyncdir", { datasync });
+  }
+
   async release(fh: number): Promise<void> {
     await this.close(fh, "release");
   }
@@ -345,10 +370,10 @@ export class Vfs {
   // ---- helpers ----
 
   private opened(state: State, path: string, flags: number, opened: OpenedHandle, caller: Owner | undefined): number {
-    const { stat, ...server } = opened;
+    const { stat, maxFileSize, ...server } = opened;
     state.meta.put(path, stat);
     const file = state.files.opened(stat);
-    return this.handles.add({ kind: "file", export: state, path, flags, server, caller, file }).fh;
+    return this.handles.add({ kind: "file", export: state, path, flags, server, caller, file, maxFileSize }).fh;
   }
 
   /** Attributes fresh from a server: cached, and checked against the file's cached data. */

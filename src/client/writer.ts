@@ -29,7 +29,8 @@ interface Extent<T> {
  * copied and charged to the mount's memory budget. Contiguous writes through one handle are gathered
  * into messages of up to `maxMessageBytes` (the kernel sends at most 128 KiB at a time), which go out
  * in parallel, up to `maxInFlight`. A write overlapping one in flight waits for it, so writes land in
- * order. The first error is kept and reported on the next write or drain (flush, fsync, close).
+ * order. The first error is kept and reported once, on the next write or drain (flush, fsync, close);
+ * the write that reports it is still queued, so an error never costs a later write its data.
  */
 export class WriteBehind<T> {
   private readonly pending = new Set<PendingWrite>();
@@ -57,10 +58,9 @@ export class WriteBehind<T> {
     return end;
   }
 
-  /** Queues a copy of `data` at `offset` (the kernel adapter reuses its buffer). */
+  /** Queues a copy of `data` at `offset` (the kernel adapter reuses its buffer), then throws the first error not yet reported. */
   async write(via: T, offset: number, data: Uint8Array): Promise<void> {
-    this.throwFailure();
-    return this.admit(async () => {
+    await this.admit(async () => {
       if (!this.budget.tryCharge("writeback", data.length)) {
         // What this file has gathered must not be what the wait is for.
         await this.dispatch();
@@ -78,6 +78,7 @@ export class WriteBehind<T> {
       if (this.extent!.length >= this.limits.maxMessageBytes) await this.dispatch();
       else this.armIdleFlush();
     });
+    this.throwFailure();
   }
 
   /** Sends what is gathered and waits for every write; throws the first error not yet reported. */
@@ -151,4 +152,15 @@ export class WriteBehind<T> {
       throw failure;
     }
   }
+}
+
+/**
+ * How much of a write of `length` bytes at `offset` a file whose size may not exceed `maxFileSize`
+ * takes: all of it below the limit, what fits across it, and none at or past it (EFBIG), as the
+ * kernel's generic_write_check_limits decides for a local file. No limit: all of it.
+ */
+export function writableLength(offset: number, length: number, maxFileSize: number | undefined): number {
+  if (maxFileSize === undefined || length === 0) return length;
+  if (offset >= maxFileSize) throw new FsError(ERRNO.EFBIG!, `write at ${offset} is past the export's largest file size, ${maxFileSize}`);
+  return Math.min(length, maxFileSize - offset);
 }

@@ -35,7 +35,9 @@ export {
   type Reply,
   type Request,
   type ServerHandle,
+  type SetTime,
   type Stat,
   type StatFs,
 } from "./messages.js";
 export { decodeNotice, encodeNotice, noticeSubject, type Change, type ChangeNotice } from "./notices.js";
+export { splitTimeNs, statTimespec } from "./times.js";

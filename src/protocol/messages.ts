@@ -20,10 +20,25 @@ export interface Stat {
   rdev: number;
   blksize: number;
   blocks: number;
+  /** Times in whole milliseconds since the epoch (rounded down). */
   atimeMs: number;
   mtimeMs: number;
   ctimeMs: number;
+  /**
+   * The nanoseconds within each time's second (0-999,999,999), so times travel to the nanosecond:
+   * the second is Math.floor(timeMs / 1000). Absent from servers before nanosecond times.
+   */
+  atimeNsec?: number;
+  mtimeNsec?: number;
+  ctimeNsec?: number;
 }
+
+/**
+ * A time utimens sets: a point to the nanosecond (`nsec` within the second `sec`, which may be
+ * negative), or utimensat(2)'s UTIME_NOW ("now": the server's clock) or UTIME_OMIT ("omit": left as
+ * it is), carried as such because the permission rules differ for them.
+ */
+export type SetTime = { sec: number; nsec: number } | "now" | "omit";
 
 /** Who a new file system object should belong to: the process that asked for it, when known. */
 export interface Owner {
@@ -34,6 +49,13 @@ export interface Owner {
 /** An open handle with the file's attributes as of the open, so the client needs no extra getattr. */
 export interface OpenedHandle extends ServerHandle {
   stat: Stat;
+  /**
+   * The largest size a file may reach on the export's file system (its s_maxbytes, probed by the
+   * server): a write at or past it fails with EFBIG, one across it is cut short, as on a local disk.
+   * The client checks this itself, so such a write fails at once rather than from write-behind.
+   * Absent: no limit announced.
+   */
+  maxFileSize?: number;
 }
 
 /** One directory entry with its attributes (like NFS READDIRPLUS); no stat when it vanished meanwhile. */
@@ -85,6 +107,8 @@ export interface OpTypes {
   read: { args: { handle: number; offset: number; length: number }; result: Uint8Array };
   write: { args: { handle: number; offset: number; data: Uint8Array }; result: number };
   fsync: { args: { handle: number; datasync: boolean }; result: null };
+  /** fsync(2) of an open directory (a handle from opendir). */
+  fsyncdir: { args: { handle: number; datasync: boolean }; result: null };
   release: { args: { handle: number }; result: null };
   /** Renews the lease of every handle the sending client holds on the instance that holds `handle`. */
   renew: { args: { handle: number }; result: null };
@@ -99,7 +123,9 @@ export interface OpTypes {
   mknod: { args: { path: string; mode: number; rdev: number; owner?: Owner }; result: null };
   chmod: { args: { path: string; mode: number; caller?: Owner }; result: null };
   chown: { args: { path: string; uid: number; gid: number; caller?: Owner }; result: null };
-  utimens: { args: { path: string; atimeMs: number; mtimeMs: number; caller?: Owner }; result: null };
+  utimens: { args: { path: string; atime: SetTime; mtime: SetTime; caller?: Owner }; result: null };
+  /** fallocate(2) on an open file; `mode` is 0 or FALLOC_FL_KEEP_SIZE, PUNCH_HOLE | KEEP_SIZE or ZERO_RANGE (| KEEP_SIZE). */
+  fallocate: { args: { handle: number; mode: number; offset: number; length: number }; result: null };
   setxattr: { args: { path: string; name: string; value: Uint8Array; flags: number; caller?: Owner }; result: null };
   removexattr: { args: { path: string; name: string; caller?: Owner }; result: null };
 }

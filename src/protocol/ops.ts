@@ -45,7 +45,10 @@ export const OPS = {
   create: op(true, false, false),
   write: op(true, true, true),
   fsync: op(true, true, true, false),
+  // makes a directory's entries durable; allowed to read-only grants, as fsync(2) of a directory opened read-only is
+  fsyncdir: op(false, true, true),
   ftruncate: op(true, true, true),
+  fallocate: op(true, true, true),
   truncate: op(true, true, false),
   unlink: op(true, false, false),
   rename: op(true, false, false),

@@ -45,6 +45,7 @@ const exportSchema = z.strictObject({
   squash: z.enum(["none", "root", "all"], { error: 'expected "none" | "root" | "all"' }).default("none"),
   anonUid: unixId.default(ANON_ID),
   anonGid: unixId.default(ANON_ID),
+  devices: z.boolean().default(false),
 });
 
 const identitySchema = z.strictObject({

@@ -12,7 +12,12 @@ const offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const mode = z.number().int().min(0).max(0o177777);
 /** chown ids: -1 (or 2^32-1) means unchanged. */
 const ownerId = z.number().int().min(-1).max(0xffffffff);
-const timeMs = z.number().finite();
+/** A time utimens sets; seconds within what a 64-bit time_t and a double both hold exactly. */
+const setTime = z.union([
+  z.object({ sec: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER), nsec: z.number().int().min(0).max(999_999_999) }),
+  z.literal("now"),
+  z.literal("omit"),
+]);
 const bytes = z.instanceof(Uint8Array).refine((data) => data.byteLength <= MAX_DATA_BYTES, "data too large");
 const xattrName = z.string().max(1024);
 
@@ -41,9 +46,11 @@ export const ARG_SCHEMAS: { [O in OpName]: z.ZodType<OpArgs<O>> } = {
   read: z.object({ handle, offset, length: z.number().int().min(0).max(MAX_DATA_BYTES) }),
   write: z.object({ handle, offset, data: bytes }),
   fsync: z.object({ handle, datasync: z.boolean() }),
+  fsyncdir: z.object({ handle, datasync: z.boolean() }),
   release: withHandle,
   renew: withHandle,
   ftruncate: z.object({ handle, size: offset }),
+  fallocate: z.object({ handle, mode: u32, offset, length: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER) }),
   truncate: z.object({ path, size: offset, caller }),
   unlink: withPath,
   rename: twoPaths,
@@ -54,7 +61,7 @@ export const ARG_SCHEMAS: { [O in OpName]: z.ZodType<OpArgs<O>> } = {
   mknod: z.object({ path, mode, rdev: u32, owner }),
   chmod: z.object({ path, mode, caller }),
   chown: z.object({ path, uid: ownerId, gid: ownerId, caller }),
-  utimens: z.object({ path, atimeMs: timeMs, mtimeMs: timeMs, caller }),
+  utimens: z.object({ path, atime: setTime, mtime: setTime, caller }),
   setxattr: z.object({ path, name: xattrName, value: bytes, flags: u32, caller }),
   removexattr: z.object({ path, name: xattrName, caller }),
 };

@@ -16,6 +16,13 @@ export interface ExportConfig {
   squash: Squash;
   anonUid: number;
   anonGid: number;
+  /**
+   * Clients with squash "none" may make block and character device nodes (default false). A device
+   * node on the server's disk is a door into the server host: any local user there who can reach it
+   * reads or writes the device (a disk, /dev/mem) with the node's modes. FIFOs and sockets need no
+   * such permission. The server itself never opens a device node.
+   */
+  devices?: boolean;
 }
 
 export type Grant = "rw" | "ro";

@@ -10,6 +10,7 @@ import {
   ftruncate as ftruncateCb,
   read as readCb,
   write as writeCb,
+  type BigIntStats,
   type Stats,
 } from "node:fs";
 import {
@@ -27,7 +28,6 @@ import {
   symlink,
   truncate,
   unlink,
-  utimes,
 } from "node:fs/promises";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -47,10 +47,23 @@ import {
   type Owner,
   type OpenedHandle,
   type ServerHandle,
+  type SetTime,
 } from "../protocol/index.js";
 import type { ExportConfig, ServerOptions } from "./config.js";
 import { O_PATH, closeQuietly, openRaw, pathComponents, procPath, withResolved, type Resolved } from "./confine.js";
-import { mknodat } from "./syscalls.js";
+import { probeMaxFileSize } from "./file-size-limit.js";
+import {
+  AT_FDCWD,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  UTIME_NOW,
+  UTIME_OMIT,
+  fallocate,
+  mknodat,
+  utimensat,
+  type Timespec,
+} from "./syscalls.js";
 import { HandleTable, type EvictionReason, type HandleBudget, type HandleEntry } from "./handles.js";
 import { DirectoryListing, toStat } from "./listing.js";
 import type { ServerObserver } from "./observer.js";
@@ -62,6 +75,7 @@ import {
   checkChown,
   checkCreateIn,
   checkDelete,
+  checkDeviceNode,
   checkLink,
   checkOpen,
   checkRename,
@@ -77,6 +91,10 @@ import {
 } from "./permissions.js";
 
 const fstat = promisify(fstatCb);
+/** fstat with nanosecond times, for attributes sent to clients. */
+function fstatNs(fd: number): Promise<BigIntStats> {
+  return new Promise((resolve, reject) => fstatCb(fd, { bigint: true }, (err, stats) => (err ? reject(err) : resolve(stats))));
+}
 const fchown = promisify(fchownCb);
 const fsync = promisify(fsyncCb);
 const fdatasync = promisify(fdatasyncCb);
@@ -143,14 +161,20 @@ function keepIfUnset(id: number): number {
   return id < 0 || id === 0xffffffff ? -1 : id;
 }
 
-/**
- * Seconds for lutimes, which takes a double and truncates it to nanoseconds: 1400086400.122 s is
- * stored as .121999979 and would come back as 121 ms. Half a microsecond more (well above a double's
- * resolution at today's dates, well below a millisecond) makes the stored time read back as the
- * millisecond the client asked for. Exported for unit tests.
- */
-export function utimeSeconds(ms: number): number {
-  return (ms + 0.0005) / 1000;
+/** The fallocate(2) modes served: allocate, keep the size, punch a hole, zero a range (what Linux file systems commonly support). */
+const FALLOCATE_MODES: ReadonlySet<number> = new Set([
+  0,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_ZERO_RANGE,
+  FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+]);
+
+/** A utimens time as utimensat(2) takes it. */
+function kernelTime(time: SetTime): Timespec {
+  if (time === "now") return { sec: 0, nsec: UTIME_NOW };
+  if (time === "omit") return { sec: 0, nsec: UTIME_OMIT };
+  return time;
 }
 
 /**
@@ -165,6 +189,8 @@ export function utimeSeconds(ms: number): number {
 export class ExportFs {
   readonly handles: HandleTable;
   private readonly handlers: { [O in OpName]: Handler<O> };
+  /** Announced with every opened file (OpenedHandle.maxFileSize); probed once, at start. */
+  private readonly maxFileSize: Promise<number | undefined>;
 
   constructor(
     readonly config: ExportConfig,
@@ -179,9 +205,10 @@ export class ExportFs {
       (count) => observer.openHandles(config.name, count),
       hooks.handleEvicted,
     );
+    this.maxFileSize = probeMaxFileSize(config.path);
     this.handlers = {
-      getattr: ({ path, caller }) => this.atAs(path, caller, async (r) => toStat(await lstat(r.leafPath))),
-      fgetattr: ({ handle }, c) => this.withFd(handle, c, async (fd) => toStat(await fstat(fd))),
+      getattr: ({ path, caller }) => this.atAs(path, caller, async (r) => toStat(await lstat(r.leafPath, { bigint: true }))),
+      fgetattr: ({ handle }, c) => this.withFd(handle, c, async (fd) => toStat(await fstatNs(fd))),
       access: ({ path, mode, caller }, c) => this.access(path, mode, caller, c),
       statfs: ({ path, caller }) => this.atAs(path, caller, (r) => this.withInode(r, (inode) => this.statfs(inode))),
       // As on Linux, reading a symlink needs no permission on the link itself.
@@ -204,10 +231,18 @@ export class ExportFs {
       read: ({ handle, offset, length }, c) => this.read(handle, offset, length, c),
       write: ({ handle, offset, data }, c) => this.write(handle, offset, data, c),
       fsync: ({ handle, datasync }, c) => this.withFd(handle, c, async (fd) => (await (datasync ? fdatasync(fd) : fsync(fd)), null)),
+      fsyncdir: ({ handle, datasync }, c) => this.handles.use(handle, "dir", c.identity, (dir) => this.fsyncDirectory(dir.fd, datasync)),
       release: async ({ handle }, c) => (await this.handles.remove(handle, "file", c.identity), null),
       // The lease itself is renewed by the service for every request; this only checks the handle is still held.
       renew: async ({ handle }, c) => (this.handles.owner(handle, c.identity), null),
       ftruncate: ({ handle, size }, c) => this.withFd(handle, c, async (fd) => (checkDeadline(c), await ftruncate(fd, size), null)),
+      fallocate: ({ handle, mode, offset, length }, c) =>
+        this.withFd(handle, c, async (fd) => {
+          if (!FALLOCATE_MODES.has(mode)) fail("EOPNOTSUPP", `fallocate mode ${mode.toString(16)} is not served`);
+          checkDeadline(c);
+          await fallocate(fd, mode, offset, length);
+          return null;
+        }),
       truncate: ({ path, size, caller }) =>
         this.atAs(path, caller, (r, who) =>
           this.withRegularInode(r, async (inode, stats) => {
@@ -246,7 +281,7 @@ export class ExportFs {
             return null;
           }),
         ),
-      mknod: ({ path, mode, owner }) => this.mknod(path, mode, owner),
+      mknod: ({ path, mode, rdev, owner }) => this.mknod(path, mode, rdev, owner),
       chmod: ({ path, mode, caller }) =>
         this.atAs(path, caller, (r, who) =>
           this.withInode(r, async (inode, stats) => {
@@ -258,12 +293,12 @@ export class ExportFs {
           }),
         ),
       chown: ({ path, uid, gid, caller }) => this.chown(path, uid, gid, caller),
-      // utimes on the pinned inode's /proc path changes a symlink itself, as lutimes would.
-      utimens: ({ path, atimeMs, mtimeMs, caller }) =>
+      // Following the pinned inode's /proc path reaches a symlink itself, as AT_SYMLINK_NOFOLLOW would.
+      utimens: ({ path, atime, mtime, caller }) =>
         this.atAs(path, caller, (r, who) =>
           this.withInode(r, async (inode, stats) => {
-            if (who) enforce(checkUtimens(who, stats, { atimeMs, mtimeMs }, Date.now()));
-            await utimes(inode, utimeSeconds(atimeMs), utimeSeconds(mtimeMs));
+            if (who) enforce(checkUtimens(who, stats, { atime, mtime }));
+            await utimensat(AT_FDCWD, inode, kernelTime(atime), kernelTime(mtime), true);
             return null;
           }),
         ),
@@ -394,6 +429,17 @@ export class ExportFs {
 
   private withFd<T>(handle: number, context: CallContext, use: (fd: number) => Promise<T>): Promise<T> {
     return this.handles.use(handle, "file", context.identity, (entry) => use(entry.fd));
+  }
+
+  /** A directory handle's fd is O_PATH, which fsync refuses: the directory is opened for reading through it. */
+  private async fsyncDirectory(dirFd: number, datasync: boolean): Promise<null> {
+    const fd = await openRaw(procPath(dirFd), constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await (datasync ? fdatasync(fd) : fsync(fd));
+      return null;
+    } finally {
+      await closeQuietly(fd);
+    }
   }
 
   private handleOf(handle: number): ServerHandle {
@@ -544,8 +590,10 @@ export class ExportFs {
   /** Adds an open fd to the handle table with the file's attributes, closing it if that fails. */
   private async register(fd: number, path: string, flags: number, context: CallContext): Promise<OpenedHandle> {
     try {
-      const stat = toStat(await fstat(fd));
-      return { ...this.handleOf(this.handles.add({ kind: "file", fd, path, flags, identity: context.identity, client: context.client })), stat };
+      const stat = toStat(await fstatNs(fd));
+      const maxFileSize = await this.maxFileSize;
+      const handle = this.handleOf(this.handles.add({ kind: "file", fd, path, flags, identity: context.identity, client: context.client }));
+      return maxFileSize === undefined ? { ...handle, stat } : { ...handle, stat, maxFileSize };
     } catch (err) {
       await closeQuietly(fd);
       throw err;
@@ -596,7 +644,7 @@ export class ExportFs {
     });
   }
 
-  private mknod(path: string, mode: number, owner: Owner | undefined): Promise<null> {
+  private mknod(path: string, mode: number, rdev: number, owner: Owner | undefined): Promise<null> {
     const type = mode & constants.S_IFMT;
     const permissions = mode & PERMISSION_BITS;
     return this.atAs(path, owner, async (r, who) => {
@@ -604,11 +652,14 @@ export class ExportFs {
       const entryOwner = await this.newEntryOwner(r, who, owner);
       if (type === constants.S_IFIFO || type === constants.S_IFSOCK) {
         await mknodat(r.parentFd, r.leaf, type | permissions, 0);
+      } else if (type === constants.S_IFBLK || type === constants.S_IFCHR) {
+        enforce(checkDeviceNode(this.config.devices ?? false, who));
+        await mknodat(r.parentFd, r.leaf, type | permissions, rdev);
       } else if (type === constants.S_IFREG || type === 0) {
         const fd = await openRaw(leaf, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, permissions);
         await closeQuietly(fd);
       } else {
-        fail("EPERM", "only regular files, FIFOs and sockets can be made");
+        fail("EPERM", "only regular files, FIFOs, sockets and device nodes can be made");
       }
       return this.ownNew(r, entryOwner);
     });

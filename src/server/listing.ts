@@ -1,26 +1,33 @@
-import type { Dir, Stats } from "node:fs";
+import type { BigIntStats, Dir } from "node:fs";
 import { lstat, opendir, stat } from "node:fs/promises";
-import type { DirEntry, DirPage, Stat } from "../protocol/index.js";
+import { splitTimeNs, type DirEntry, type DirPage, type Stat } from "../protocol/index.js";
 import { procPath } from "./confine.js";
 
 /** Bytes a listed entry costs in a reply besides its name: the msgpack map and its attributes. */
-export const ENTRY_OVERHEAD_BYTES = 160;
+export const ENTRY_OVERHEAD_BYTES = 232;
 
-export function toStat(s: Stats): Stat {
+/** Attributes as sent to clients, times to the nanosecond. */
+export function toStat(s: BigIntStats): Stat {
+  const atime = splitTimeNs(s.atimeNs);
+  const mtime = splitTimeNs(s.mtimeNs);
+  const ctime = splitTimeNs(s.ctimeNs);
   return {
-    mode: s.mode,
-    uid: s.uid,
-    gid: s.gid,
-    size: s.size,
-    nlink: s.nlink,
-    ino: s.ino,
-    dev: s.dev,
-    rdev: s.rdev,
-    blksize: s.blksize,
-    blocks: s.blocks,
-    atimeMs: s.atimeMs,
-    mtimeMs: s.mtimeMs,
-    ctimeMs: s.ctimeMs,
+    mode: Number(s.mode),
+    uid: Number(s.uid),
+    gid: Number(s.gid),
+    size: Number(s.size),
+    nlink: Number(s.nlink),
+    ino: Number(s.ino),
+    dev: Number(s.dev),
+    rdev: Number(s.rdev),
+    blksize: Number(s.blksize),
+    blocks: Number(s.blocks),
+    atimeMs: atime.ms,
+    mtimeMs: mtime.ms,
+    ctimeMs: ctime.ms,
+    atimeNsec: atime.nsec,
+    mtimeNsec: mtime.nsec,
+    ctimeNsec: ctime.nsec,
   };
 }
 
@@ -115,7 +122,8 @@ export class DirectoryListing {
     if (name === "..") return { name };
     try {
       // "." through the fd's magic link (stat follows it to the directory), every other name without following.
-      return { name, stat: toStat(name === "." ? await stat(procPath(this.dirFd)) : await lstat(procPath(this.dirFd, name))) };
+      const bigint = { bigint: true } as const;
+      return { name, stat: toStat(name === "." ? await stat(procPath(this.dirFd), bigint) : await lstat(procPath(this.dirFd, name), bigint)) };
     } catch {
       return { name }; // removed since it was listed
     }

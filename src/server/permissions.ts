@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import type { Owner } from "../protocol/index.js";
+import type { Owner, SetTime } from "../protocol/index.js";
 import type { ExportConfig } from "./config.js";
 
 /**
@@ -33,9 +33,6 @@ export interface Refusal {
   code: "EACCES" | "EPERM" | "ENODATA";
   reason: string;
 }
-
-/** How much a time may differ from the server's clock and still count as "now" (client clocks drift). */
-export const NOW_TOLERANCE_MS = 30_000;
 
 /** Mode bits Node's fs.constants lacks. */
 export const S_ISUID = 0o4000;
@@ -208,24 +205,32 @@ export function checkChown(credential: Credential, inode: Inode, uid: number, gi
   return undefined;
 }
 
-export interface Times {
-  atimeMs: number;
-  mtimeMs: number;
+export interface TimesToSet {
+  atime: SetTime;
+  mtime: SetTime;
 }
 
 /**
- * utimensat(2): the owner may set any times; anyone with write permission may set them to the current
- * time. The protocol carries times, not UTIME_NOW: a time within NOW_TOLERANCE_MS of the server's
- * clock counts as "now", and a time equal to the current one as UTIME_OMIT (the client fills in
- * omitted times from getattr).
+ * utimensat(2) (the kernel's vfs_utimes and setattr_prepare): leaving both times as they are needs
+ * nothing; setting both to now needs ownership or write permission; anything else (an explicit time,
+ * or now for one time only) needs ownership.
  */
-export function checkUtimens(credential: Credential, inode: Inode & Times, requested: Times, nowMs: number): Refusal | undefined {
-  if (ownsOrRoot(credential, inode)) return undefined;
-  const isNowOrKept = (time: number, current: number) => Math.abs(time - nowMs) <= NOW_TOLERANCE_MS || Math.abs(time - current) < 1;
-  if (!isNowOrKept(requested.atimeMs, inode.atimeMs) || !isNowOrKept(requested.mtimeMs, inode.mtimeMs)) {
-    return refuse("EPERM", "only the owner may set times other than now");
-  }
-  return checkAccess(credential, inode, MAY_WRITE);
+export function checkUtimens(credential: Credential, inode: Inode, requested: TimesToSet): Refusal | undefined {
+  const { atime, mtime } = requested;
+  if ((atime === "omit" && mtime === "omit") || ownsOrRoot(credential, inode)) return undefined;
+  if (atime === "now" && mtime === "now") return checkAccess(credential, inode, MAY_WRITE);
+  return refuse("EPERM", "only the owner may set times other than now");
+}
+
+/**
+ * mknod(2) of a block or character device: only on an export whose policy allows device nodes
+ * (`devices: true`), and only for a caller the export trusts (squash "none": a squashed caller is
+ * never root, and only root may make device nodes).
+ */
+export function checkDeviceNode(devicesAllowed: boolean, credential: Credential | undefined): Refusal | undefined {
+  if (!devicesAllowed) return refuse("EPERM", "device nodes are not allowed on this export (policy: devices)");
+  if (credential !== undefined) return refuse("EPERM", "device nodes need an export with squash none");
+  return undefined;
 }
 
 /** truncate(2) by path needs write permission. */

@@ -131,9 +131,15 @@ export async function renameat2(oldDirFd: number, oldName: string, newDirFd: num
   await callAsync("renameat2", oldDirFd, oldName, newDirFd, newName, flags);
 }
 
-/** Sets the times of `name` in `dirFd` to the nanosecond, never following a symlink (it gets the times itself). */
-export async function utimensat(dirFd: number, name: string, atime: Timespec, mtime: Timespec): Promise<void> {
-  await callAsync("utimensat", dirFd, name, kernelTimes(atime, mtime), AT_SYMLINK_NOFOLLOW);
+/** The current directory as a `dirFd`: a `name` that is an absolute path ignores it anyway. */
+export const AT_FDCWD = -100;
+
+/**
+ * Sets the times of `name` in `dirFd` to the nanosecond. A symlink gets the times itself, unless
+ * `followSymlink` (which a /proc/self/fd path of a pinned inode needs: its magic link leads to the inode).
+ */
+export async function utimensat(dirFd: number, name: string, atime: Timespec, mtime: Timespec, followSymlink = false): Promise<void> {
+  await callAsync("utimensat", dirFd, name, kernelTimes(atime, mtime), followSymlink ? 0 : AT_SYMLINK_NOFOLLOW);
 }
 
 export async function futimens(fd: number, atime: Timespec, mtime: Timespec): Promise<void> {
