@@ -35,6 +35,8 @@ export interface StackOptions {
   insecure: boolean;
   /** Grant of the mounting identity on every export when insecure is false. Default "rw". */
   clientGrant?: "rw" | "ro";
+  /** Export name → more policy fields for it when insecure is false (e.g. `{ devices: true, squash: "root" }`). */
+  exportPolicies?: Record<string, Record<string, unknown>>;
   /** Extra nats-server configuration text. */
   natsConfig?: string;
   extraServerArgs?: string[];
@@ -184,7 +186,7 @@ async function startStackBus(root: string, exportDirs: Record<string, string>, o
   issue(pki, TLS_IDENTITIES.client);
   const grant = options.clientGrant ?? "rw";
   const policy = {
-    exports: Object.fromEntries(Object.entries(exportDirs).map(([name, path]) => [name, { path }])),
+    exports: Object.fromEntries(Object.entries(exportDirs).map(([name, path]) => [name, { ...options.exportPolicies?.[name], path }])),
     identities: { [TLS_IDENTITIES.client]: { grants: Object.fromEntries(Object.keys(exportDirs).map((name) => [name, grant])) } },
     servers: [TLS_IDENTITIES.server],
   };
