@@ -10,8 +10,8 @@ const SCRIPT = fileURLToPath(new URL("../scripts/compose-test.sh", import.meta.u
  * script is stopped with SIGTERM and given TEARDOWN_MS to remove the stack. Both stay inside the
  * `compose` group's cap in scripts/run-tests.sh.
  */
-const RUN_MS = Number(process.env.NATSFS_COMPOSE_TEST_MS ?? 600_000);
-const TEARDOWN_MS = 120_000;
+const RUN_MS = Number(process.env.NATSFS_COMPOSE_TEST_MS ?? 760_000);
+const TEARDOWN_MS = 110_000;
 
 const runnable = process.getuid?.() === 0 && existsSync("/dev/fuse");
 
