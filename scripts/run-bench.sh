@@ -7,13 +7,18 @@
 # BENCH_QUICK=1 for a smoke run of a minute or two. Other benchmarks report a result by printing a line
 # `BENCH {"name": ..., "value": ..., "unit": ...}`, tabulated at the end.
 #
-# Installs what the comparison needs (fio, sshfs, openssh-server; root). Every benchmark runs in its
-# own session; on exit, however it comes, that session is stopped, every process a benchmark recorded
-# in $BENCH_PIDS is killed by PID, and every FUSE mount left under the run's folder is unmounted.
+# Installs what the comparison needs (fio, openssh-server, sshfs's libraries; root). Never the sshfs
+# package itself: Debian 12's sshfs needs fuse3, which removes fuse (FUSE 2's fusermount, which natsfs
+# and its tests use), and `make test` would then remove sshfs again. Its binary is unpacked from the
+# package into the run's folder instead; as root, libfuse3 mounts without fusermount3.
+#
+# Every benchmark runs in its own session; on exit, however it comes, that session is stopped, every
+# process a benchmark recorded in $BENCH_PIDS is killed by PID, and every FUSE mount left under the
+# run's folder is unmounted.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-BENCH_PACKAGES=(fio sshfs openssh-server)
+BENCH_PACKAGES=(fio openssh-server openssh-client libfuse3-3 libglib2.0-0)
 BENCH_CAP=${NATSFS_BENCH_CAP:-3600}
 
 install_missing_packages() {
@@ -53,6 +58,15 @@ tables="$run_tmp/tables"
 export BENCH_PIDS="$run_tmp/pids"
 : >"$BENCH_PIDS"
 bench_pid=""
+
+# sshfs for the comparison (BENCH_SSHFS): an installed one, else the binary of Debian's package unpacked here.
+if command -v sshfs >/dev/null 2>&1; then
+  export BENCH_SSHFS=$(command -v sshfs)
+elif (cd "$run_tmp" && apt-get download sshfs >/dev/null 2>&1) && dpkg-deb -x "$run_tmp"/sshfs_*.deb "$run_tmp/sshfs-package"; then
+  export BENCH_SSHFS="$run_tmp/sshfs-package/usr/bin/sshfs"
+else
+  echo "bench: could not get sshfs (apt-get download sshfs): no sshfs column" >&2
+fi
 
 # Kills each recorded process that is still the one recorded (same start time: never a recycled PID).
 kill_recorded() {

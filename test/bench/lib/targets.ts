@@ -69,11 +69,13 @@ export function localTarget(): Target {
   return { key: "local", label: "local disk", dir, backingDir: dir, stop: async () => undefined };
 }
 
-/** sshfs over loopback against a private sshd (its own host key, client key and config), sshfs's default caching. */
+/**
+ * sshfs over loopback against a private sshd (its own host key, client key and config), sshfs's default
+ * caching. The sshfs binary is BENCH_SSHFS (scripts/run-bench.sh unpacks one), else the one on PATH.
+ */
 export async function sshfsTarget(): Promise<Target> {
-  for (const binary of ["/usr/sbin/sshd", "/usr/bin/sshfs"]) {
-    if (!existsSync(binary)) throw new Error(`${binary} is missing (apt-get install sshfs openssh-server)`);
-  }
+  const sshfsBinary = process.env.BENCH_SSHFS ?? "sshfs";
+  if (!existsSync("/usr/sbin/sshd")) throw new Error("/usr/sbin/sshd is missing (apt-get install openssh-server)");
   const root = mkdtempSync(join(tmpdir(), "sshfs-"));
   const exportDir = join(root, "export");
   const mountpoint = join(root, "mnt");
@@ -102,7 +104,7 @@ export async function sshfsTarget(): Promise<Target> {
   try {
     await waitFor("sshd to listen", () => sshd.output().includes("listening") || sshd.child.exitCode !== null, 10_000);
     const options = `IdentityFile=${join(root, "client_key")},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes`;
-    sshfs = startRecorded("sshfs", ["-f", "-p", String(port), "-o", options, `root@127.0.0.1:${exportDir}`, mountpoint]);
+    sshfs = startRecorded(sshfsBinary, ["-f", "-p", String(port), "-o", options, `root@127.0.0.1:${exportDir}`, mountpoint]);
     await waitForMount("sshfs mount", sshfs, mountpoint);
   } catch (err) {
     await stopMount(mountpoint, ...(sshfs ? [sshfs] : []), sshd);
