@@ -10,11 +10,11 @@ cd "$(dirname "$0")/.."
 # build included) stays under 40 even if every group runs into its cap. `compose` (the appliance under
 # rootful podman) has 15 more, a ceiling for a cold run (debootstrap, image builds) on a busy machine
 # (measured times: README); test/compose-appliance.test.ts stops the script in time for its teardown.
-declare -A SUITE_CAP=([unit]=90 [server]=240 [security]=300 [posix]=480 [fault]=900 [metrics]=180 [compose]=900)
+declare -A SUITE_CAP=([unit]=90 [server]=240 [security]=420 [posix]=480 [fault]=900 [metrics]=180 [compose]=900)
 # Cap per test file in seconds (node's --test-timeout applies to each file's whole run): a stuck file
 # fails on its own, by name, instead of eating its group's cap. Above the describe() timeouts the files
 # set themselves. NATSFS_TEST_TIMEOUT_MS overrides it for every group.
-declare -A FILE_CAP=([unit]=60 [server]=120 [security]=180 [posix]=300 [fault]=420 [metrics]=120 [compose]=890)
+declare -A FILE_CAP=([unit]=60 [server]=120 [security]=300 [posix]=300 [fault]=420 [metrics]=120 [compose]=890)
 DEFAULT_GROUPS=(unit server security posix fault metrics compose)
 
 groups=("$@")

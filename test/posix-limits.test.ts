@@ -6,8 +6,9 @@ import { run, startMountProcess, startStack, unmount, type Stack } from "./helpe
 import type { Started } from "./helpers/processes.js";
 
 /**
- * POSIX behaviour fuse-native 2.2.6 cannot deliver, pinned down so a change is noticed: it binds no
- * lock, flock, fallocate or ioctl operation (fuse-native-facts.md).
+ * POSIX behaviour natsfs does not deliver through fuse-native 2.2.6, pinned down so a change is noticed:
+ * locks are not shared between clients, and ioctls are not bound (fuse-native-facts.md). fallocate works
+ * now: test/posix-completeness.test.ts.
  */
 describe("what fuse-native cannot deliver", { timeout: 120_000 }, () => {
   let stack: Stack;
@@ -35,16 +36,6 @@ describe("what fuse-native cannot deliver", { timeout: 120_000 }, () => {
     const otherMount = await run("flock", ["-x", "-n", join(secondMountpoint, "locked"), "-c", "true"]);
     assert.equal(otherMount.code, 0, "another client is not told about the lock (no lock op to send it)");
     assert.equal((await holder).code, 0);
-  });
-
-  it("fallocate(2) is not supported; posix_fallocate falls back to writing", async () => {
-    const target = join(stack.mountpoint, "allocated");
-    const native = await run("fallocate", ["-l", "1M", target]);
-    assert.notEqual(native.code, 0);
-    assert.match(native.stderr, /not supported/i);
-    const posix = await run("fallocate", ["--posix", "-l", "1M", target]);
-    assert.equal(posix.code, 0, posix.stderr);
-    assert.equal((await fs.stat(target)).size, 1024 * 1024);
   });
 
   it("ioctls such as the inode flags of lsattr are not supported", async () => {

@@ -47,6 +47,7 @@ function mutatingArgs(op: OpName): Record<string, unknown> {
     case "write": return { handle: 1, offset: 0, data: new Uint8Array([1, 2, 3]) };
     case "fsync": return { handle: 1, datasync: false };
     case "ftruncate": return { handle: 1, size: 0 };
+    case "fallocate": return { handle: 1, mode: 0, offset: 0, length: 4096 };
     case "truncate": return { path: "/file.txt", size: 0 };
     case "unlink": return { path: "/file.txt" };
     case "rename": return { from: "/file.txt", to: "/renamed.txt" };
@@ -57,7 +58,7 @@ function mutatingArgs(op: OpName): Record<string, unknown> {
     case "mknod": return { path: "/fifo", mode: 0o10644, rdev: 0, owner };
     case "chmod": return { path: "/file.txt", mode: 0o777 };
     case "chown": return { path: "/file.txt", uid: 1234, gid: 1234 };
-    case "utimens": return { path: "/file.txt", atimeMs: 0, mtimeMs: 0 };
+    case "utimens": return { path: "/file.txt", atime: { sec: 0, nsec: 0 }, mtime: { sec: 0, nsec: 0 } };
     case "setxattr": return { path: "/file.txt", name: "user.tag", value: new Uint8Array([9]), flags: 0 };
     case "removexattr": return { path: "/file.txt", name: "user.tag" };
     default: throw new Error(`no arguments for ${op}`);

@@ -28,8 +28,8 @@ describe("policy file", () => {
   it("loads the design's example with defaults filled in", () => {
     const policy = parsePolicy(DESIGN_EXAMPLE, "policy.yaml");
     assert.deepEqual(policy.exports, [
-      { name: "home", path: "/srv/home", readOnly: false, squash: "none", anonUid: 65534, anonGid: 65534 },
-      { name: "public", path: "/srv/public", readOnly: true, squash: "all", anonUid: 65534, anonGid: 65534 },
+      { name: "home", path: "/srv/home", readOnly: false, squash: "none", anonUid: 65534, anonGid: 65534, devices: false },
+      { name: "public", path: "/srv/public", readOnly: true, squash: "all", anonUid: 65534, anonGid: 65534, devices: false },
     ]);
     assert.deepEqual(policy.identities, [
       { name: "alice", grants: { home: "rw", public: "ro" } },

@@ -24,7 +24,7 @@ function natsfs(args: string[]): Started {
   return proc;
 }
 
-async function exitCode(proc: Started, timeoutMs = 15_000): Promise<number | null> {
+async function exitCode(proc: Started, timeoutMs = 40_000): Promise<number | null> {
   if (proc.child.exitCode !== null) return proc.child.exitCode;
   const timer = setTimeout(() => proc.child.kill("SIGKILL"), timeoutMs);
   try {
@@ -52,7 +52,7 @@ async function errnoOf(exportName: string, identity: string, op: OpName, args: u
 }
 
 async function untilServing(proc: Started): Promise<void> {
-  await waitFor("natsfs server ready line", () => proc.output().includes("natsfs server: serving"), 15_000).catch((err: Error) => {
+  await waitFor("natsfs server ready line", () => proc.output().includes("natsfs server: serving"), 40_000).catch((err: Error) => {
     throw new Error(`${err.message}\n${proc.output()}`);
   });
 }
