@@ -79,7 +79,10 @@ export class DirectoryListing {
       bytes += cost;
       this.position += 1;
     }
-    const entries = await Promise.all(names.map((name) => this.entry(name)));
+    // One lstat at a time: all of a page's hundreds at once would queue ahead of every other
+    // identity's requests on libuv's thread pool (4 threads), which admission control cannot see.
+    const entries: DirEntry[] = [];
+    for (const name of names) entries.push(await this.entry(name));
     const end = this.carried === undefined && this.stream === undefined;
     return end ? { entries } : { entries, next: this.position };
   }
