@@ -132,6 +132,8 @@ for file in "${files[@]}"; do
     printf '%s\t%s\n' "$(basename "$file" .ts)" "$json" >>"$results"
   done
   if [ -s "$run_tmp/table" ]; then
+    # Shown now (a run stopped later still has it) and again with every table at the end.
+    echo; cat "$run_tmp/table"
     { echo "== $file"; cat "$run_tmp/table"; echo; } >>"$tables"
     rm -f "$run_tmp/table"
   fi
