@@ -63,7 +63,7 @@ export const DEFAULT_SERVER_OPTIONS: Readonly<ServerOptions> = {
   bytesPerHandle: 16 * 1024,
   admission: {
     perIdentityRequests: 64,
-    perIdentityBytes: 32 * 1024 * 1024,
+    perIdentityBytes: 16 * 1024 * 1024,
     perIdentityQueue: 1024,
     queuedBytes: 64 * 1024 * 1024,
     memoryBytes: 256 * 1024 * 1024,

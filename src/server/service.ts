@@ -49,6 +49,9 @@ interface EncodedReply {
 /** NATS's default max_payload, used until the connection reports the server's own. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
+/** Replies at least this large hold their admission slot until the bus has them (FsService.onTheWire). */
+const LARGE_REPLY_BYTES = 64 * 1024;
+
 /** What a request of an op costs in flight besides its own frame: the largest reply it may produce. */
 function replyAllowance<O extends OpName>(op: O, args: OpArgs<O>, options: ServerOptions): number {
   switch (op) {
@@ -111,6 +114,9 @@ export class FsService {
   private readonly subscriptions: Subscription[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private reclaimTimer: NodeJS.Timeout | undefined;
+  /** The flush under way, and the one queued behind it for replies sent since it started. */
+  private flushing: Promise<void> | undefined;
+  private nextFlush: Promise<void> | undefined;
   private requests = 0;
   private stopping = false;
   private connected = true;
@@ -191,6 +197,32 @@ export class FsService {
         openHandles: fs.handles.size,
       })),
     };
+  }
+
+  /**
+   * Resolves once everything published so far has reached nats-server (a PING answered by its PONG).
+   * Callers share round trips: one that arrives while a flush is under way waits for the next one,
+   * which starts when that one ends and serves everyone who arrived meanwhile. A closed connection
+   * ends the wait too.
+   */
+  private onTheWire(): Promise<void> {
+    if (this.nextFlush !== undefined) return this.nextFlush;
+    const flush = (): Promise<void> => {
+      const current: Promise<void> = this.params.nc
+        .flush()
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.flushing === current) this.flushing = undefined;
+        });
+      this.flushing = current;
+      return current;
+    };
+    if (this.flushing === undefined) return flush();
+    this.nextFlush = this.flushing.then(() => {
+      this.nextFlush = undefined;
+      return flush();
+    });
+    return this.nextFlush;
   }
 
   private track(work: Promise<void>): void {
@@ -276,6 +308,10 @@ export class FsService {
     }
     const reply = await this.serve(fs, subject, msg.subject, msg.data);
     this.respond(msg, reply.bytes);
+    // A reply handed to nats.js is still this process's memory until it is on the wire: a large one
+    // keeps its admission slot until the bus has taken it, so a client that never reads its replies
+    // cannot pile them up here.
+    if (reply.release !== undefined && reply.bytes.length >= LARGE_REPLY_BYTES) await this.onTheWire();
     reply.release?.();
     observer.opFinished(fs.name, subject.op, subject.identity, reply.errno, (performance.now() - started) / 1000);
     if (reply.errno !== 0) logger.debug({ export: fs.name, identity: subject.identity, op: subject.op, errno: errnoName(reply.errno) }, "op failed");
