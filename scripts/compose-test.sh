@@ -205,13 +205,18 @@ node -e '
 holder_pid=$!
 wait_for 30 "the holder to write its first part" test -e "$work/held-ready"
 
-# The instance with the most open handles holds the file (the app's handles are short-lived).
+# The instance that holds the file: its open handles never drop to 0 over a second of samples (the
+# app's handles live for milliseconds, so a single sample can catch one on either instance).
 victim=""
-most=-1
 for id in $(podman ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter label=com.docker.compose.service=server); do
-  handles=$(podman exec "$id" node -e 'fetch("http://127.0.0.1:9100/metrics").then((r) => r.text()).then((t) => console.log(/^natsfs_server_open_handles\{export="data"\} (\d+)/m.exec(t)?.[1] ?? 0))')
-  if [ "$handles" -gt "$most" ]; then most=$handles victim=$id; fi
+  steady=$(podman exec "$id" node -e '
+    const sample = async () => Number(/^natsfs_server_open_handles\{export="data"\} (\d+)/m.exec(await (await fetch("http://127.0.0.1:9100/metrics")).text())?.[1] ?? 0);
+    let least = Infinity;
+    for (let i = 0; i < 10; i++) { least = Math.min(least, await sample()); await new Promise((r) => setTimeout(r, 100)); }
+    console.log(least);')
+  if [ "$steady" -ge 1 ]; then victim=$id; most=$steady; fi
 done
+[ -n "$victim" ] || fail "no server instance holds $held open"
 failovers_before=$(promql_sum 'sum(natsfs_client_failovers_total)')
 log "killing server container ${victim:0:12} ($most open handles) with $held open"
 podman kill "$victim" >/dev/null
