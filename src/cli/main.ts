@@ -8,6 +8,11 @@ import { registerServer } from "./server.js";
 import { registerStatus } from "./status.js";
 import { UsageError, VERSION } from "./common.js";
 
+// libuv's thread pool (4 threads by default) runs every disk call and FFI call of a server and a
+// mount: with 4, one client's large reads can keep another's getattr waiting. It is sized when first
+// used, which is after this line (nothing above does disk or DNS work asynchronously).
+process.env.UV_THREADPOOL_SIZE ??= "16";
+
 const program = new Command("natsfs")
   .description("A grid file system: directories exported over a TLS NATS bus, mounted with FUSE")
   .version(VERSION)
