@@ -54,6 +54,12 @@ export class HandleTable {
   private nextFh = 1;
   /** Calls in flight per server instance, told at once when any call learns the instance is gone. */
   private readonly inFlight = new Map<string, Set<(gone: InstanceGoneError) => void>>();
+  /**
+   * Instances that answered with no responders: their process is gone, so a handle still on one moves
+   * before its next call instead of sending it there first (each such attempt would be fenced anew).
+   * An instance that opens a handle again is alive after all.
+   */
+  private readonly goneInstances = new Set<string>();
 
   constructor(
     private readonly leases: LeaseKeeper,
@@ -67,6 +73,7 @@ export class HandleTable {
   add(entry: Omit<OpenHandle, "fh">): OpenHandle {
     const fh = this.free.pop() ?? this.nextFh++;
     const handle: OpenHandle = { ...entry, fh };
+    this.goneInstances.delete(handle.server.instance);
     this.handles.set(fh, handle);
     this.leases.opened(leaseKey(handle), handle.server);
     this.observer.openHandles(this.handles.size);
@@ -107,6 +114,7 @@ export class HandleTable {
     for (let remaps = 0; ; remaps++) {
       const server = handle.server;
       try {
+        if (this.goneInstances.has(server.instance)) throw new InstanceGoneError(server.instance, "no_responders");
         const work = call(server);
         return await (abandonable ? this.untilGone(server.instance, work) : work);
       } catch (err) {
@@ -152,6 +160,7 @@ export class HandleTable {
   }
 
   private gone(err: InstanceGoneError): void {
+    if (err.reason === "no_responders") this.goneInstances.add(err.instance);
     const waiting = this.inFlight.get(err.instance);
     if (waiting === undefined) return;
     this.inFlight.delete(err.instance);
@@ -172,6 +181,7 @@ export class HandleTable {
             : await rpc.call(opensForWrite(handle.flags) ? "openw" : "open", { path: handle.path, flags: reopenFlags(handle.flags), caller: handle.caller });
         this.leases.closed(leaseKey(handle), old);
         this.leases.opened(leaseKey(handle), handle.server);
+        this.goneInstances.delete(handle.server.instance);
         this.observer.remap("ok");
       } catch (err) {
         this.observer.remap("failed");
