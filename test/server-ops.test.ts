@@ -3,6 +3,7 @@
  * server backed by real directories, and results are compared with the disk.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chownSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -250,7 +251,7 @@ describe("server ops over NATS", () => {
     await fails(call("truncate", { path: "/link-to-file", size: 0 }), "ELOOP");
   });
 
-  it("mknod makes FIFOs and regular files, refuses devices", async () => {
+  it("mknod makes FIFOs and regular files, refuses devices (no devices: true in the policy)", async () => {
     await ok(call("mknod", { path: "/fifo", mode: constants.S_IFIFO | 0o640, rdev: 0 }));
     const fifo = lstatSync(join(home, "fifo"));
     assert.ok(fifo.isFIFO());
@@ -259,8 +260,14 @@ describe("server ops over NATS", () => {
     await ok(call("mknod", { path: "/plain", mode: constants.S_IFREG | 0o644, rdev: 0 }));
     assert.ok(lstatSync(join(home, "plain")).isFile());
     await fails(call("mknod", { path: "/dev", mode: constants.S_IFCHR | 0o644, rdev: 0x0103 }), "EPERM");
-    // Opening a FIFO on the server would block it: only regular files are opened.
+    // Opening a FIFO on the server would block it, a device would reach the server's hardware: only
+    // regular files are opened (or truncated by path).
     await fails(call("open", { path: "/fifo", flags: constants.O_RDONLY }), "EACCES");
+    execFileSync("mknod", [join(home, "null-device"), "c", "1", "3"]);
+    await fails(call("open", { path: "/null-device", flags: constants.O_RDONLY }), "EACCES");
+    await fails(call("openw", { path: "/null-device", flags: constants.O_WRONLY }), "EACCES");
+    await fails(call("create", { path: "/null-device", flags: constants.O_WRONLY, mode: 0o644 }), "EACCES");
+    await fails(call("truncate", { path: "/null-device", size: 0 }), "EACCES");
   });
 
   it("user xattrs only", async () => {
