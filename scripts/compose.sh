@@ -156,7 +156,9 @@ cmd_down() {
   engine_start
   [ "${#remove_volumes[@]}" -gt 0 ] &&
     log "removing the volumes too (Prometheus history, Grafana state); the CA stays in $NATSFS_DATA/pki"
-  compose down --remove-orphans --timeout 10 "${remove_volumes[@]}"
+  # On failure (e.g. a volume already gone) the rest still runs: nothing of the engine stays behind.
+  local status=0
+  compose down --remove-orphans --timeout 10 "${remove_volumes[@]}" || status=$?
   # The shared bind compose-prepare.sh made; the next `up` makes it again.
   if findmnt -n --mountpoint "$NATSFS_DATA/mnt" >/dev/null 2>&1; then
     awk -v under="$NATSFS_DATA/mnt/" '$3 ~ /^fuse/ && index($2, under) == 1 { print $2 }' /proc/mounts |
@@ -164,6 +166,7 @@ cmd_down() {
     umount "$NATSFS_DATA/mnt" || umount -l "$NATSFS_DATA/mnt"
   fi
   [ "$ENGINE" = podman ] && podman_route_stop
+  [ "$status" -eq 0 ] || die "compose down failed (exit $status)"
   log "down: no containers left; $NATSFS_DATA (export, pki) kept"
 }
 
