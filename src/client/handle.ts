@@ -160,7 +160,14 @@ export class HandleTable {
   }
 
   private gone(err: InstanceGoneError): void {
-    if (err.reason === "no_responders") this.goneInstances.add(err.instance);
+    if (err.reason === "no_responders" && !this.goneInstances.has(err.instance)) {
+      this.goneInstances.add(err.instance);
+      // Every handle on it moves now, idle ones too: the next call on each finds it ready (and a
+      // reader served from the cache still has a live server handle for its release and lease).
+      for (const handle of this.handles.values()) {
+        if (handle.server.instance === err.instance) this.remap(handle, "no_responders").catch(() => undefined);
+      }
+    }
     const waiting = this.inFlight.get(err.instance);
     if (waiting === undefined) return;
     this.inFlight.delete(err.instance);
