@@ -122,7 +122,7 @@ function template(rng: Rng, op: OpName, handles: readonly number[]): Record<stri
 const FIELDS: Record<OpName, string[]> = {
   getattr: ["path"], fgetattr: ["handle"], access: ["path", "mode"], statfs: ["path"], readlink: ["path"],
   getxattr: ["path", "name"], listxattr: ["path"], opendir: ["path"], readdir: ["handle", "offset"], releasedir: ["handle"],
-  open: ["path", "flags"], read: ["handle", "offset", "length"], release: ["handle"], openw: ["path", "flags"],
+  open: ["path", "flags"], read: ["handle", "offset", "length"], release: ["handle"], renew: ["handle"], openw: ["path", "flags"],
   create: ["path", "flags", "mode"], write: ["handle", "offset", "data"], fsync: ["handle", "datasync"], fsyncdir: ["handle", "datasync"], ftruncate: ["handle", "size"],
   fallocate: ["handle", "mode", "offset", "length"],
   truncate: ["path", "size"], unlink: ["path"], rename: ["from", "to"], mkdir: ["path", "mode"], rmdir: ["path"],
