@@ -42,7 +42,10 @@ free_port() {
   done
 }
 
+# Until the full teardown is in place, a signal still removes the (empty) work folder.
+trap 'exit 130' INT TERM
 work=$(mktemp -d /tmp/natsfs-compose.XXXXXX)
+trap 'rmdir "$work"' EXIT
 data="$work/data"
 mounted="$data/mnt/data"
 cache=${NATSFS_COMPOSE_CACHE:-/var/cache/natsfs-compose}
