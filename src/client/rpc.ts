@@ -127,6 +127,8 @@ export class Rpc {
           throw new FsError(ERRNO.EIO!, `${op}: ${err.message}`);
         }
         failure = err;
+        // No responders: the attempt reached no server, so nothing of it can land later.
+        if ((err as { code?: unknown }).code === "503") answered?.();
       }
       const verdict = classifyAttemptError(failure, instance !== undefined, attempts, this.options.instanceAttempts, OPS[op].mutating);
       if (verdict.kind === "fatal") throw new FsError(verdict.errno, `${op} on ${this.exportName}: ${verdict.message}`);
