@@ -174,19 +174,24 @@ interface Frame {
   kind: string;
   /** NATS-level outcomes this frame may legitimately get instead of a reply. */
   noResponders?: boolean;
+  /**
+   * Sent on a subject the server answers nothing on by design: another identity's (its reply would go
+   * into an inbox not the requester's) or not a request subject at all. Published without a reply.
+   */
+  unanswered?: boolean;
 }
 
 function frameGenerator(rng: Rng, instance: string, handles: () => readonly number[]) {
   // home is also the legitimate client's export: only ops that change no state, nor its handles, go there.
   const harmless = OP_NAMES.filter((op) => !OPS[op].mutating && op !== "release" && op !== "releasedir");
-  const subjectFor = (op: OpName, exportName: string): Pick<Frame, "subject" | "noResponders"> => {
+  const subjectFor = (op: OpName, exportName: string): Pick<Frame, "subject" | "noResponders" | "unanswered"> => {
     const r = rng.next();
     if (r < 0.7) return { subject: requestSubject(exportName, "alice", op) };
     if (r < 0.8) return { subject: requestSubject(exportName, "alice", op, instance) };
     if (r < 0.85) return { subject: requestSubject(exportName, "alice", op, `i${rng.int(1e6)}`), noResponders: true };
     if (r < 0.9) return { subject: `${requestSubject(exportName, "alice", op, instance)}.extra`, noResponders: true };
-    if (r < 0.95) return { subject: requestSubject(exportName, rng.pick(["bob", "carol", "mallory", "fileserver"]), op) };
-    return { subject: `natsfs.${exportName}.alice.${rng.pick(["nosuchop", "GETATTR", "__proto__", "constructor", "💥", "%$#", "x".repeat(200)])}` };
+    if (r < 0.95) return { subject: requestSubject(exportName, rng.pick(["bob", "carol", "mallory", "fileserver"]), op), unanswered: true };
+    return { subject: `natsfs.${exportName}.alice.${rng.pick(["nosuchop", "GETATTR", "__proto__", "constructor", "💥", "%$#", "x".repeat(200)])}`, unanswered: true };
   };
   const pickTarget = (): { op: OpName; exportName: string } => {
     const exportName = rng.next() < 0.5 ? "secret" : "home";
@@ -332,7 +337,7 @@ describe("fuzzing a live server over mutual TLS", () => {
       // Several giant mutations can add up past max_payload: such frames are cut (one more truncation).
       if (frame.data.length > MAX_FRAME_BYTES) frame = { ...frame, data: frame.data.subarray(0, MAX_FRAME_BYTES), kind: "truncated giant frame" };
       bytesSent += frame.data.length;
-      if (rng.next() < FUZZ.fireAndForget) {
+      if (frame.unanswered || rng.next() < FUZZ.fireAndForget) {
         fuzzer.publish(frame.subject, frame.data);
         if (sent % 64 === 0) await fuzzer.flush();
         count(frame.kind, "sent without reply");
