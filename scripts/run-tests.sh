@@ -6,16 +6,18 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# Cap per group in seconds. The caps add up to 36.5 minutes so that a whole `make test` (install and
-# build included) stays under 40 even if every group runs into its cap. `compose` (the appliance under
-# rootful podman) has 15 more, a ceiling for a cold run (debootstrap, image builds) on a busy machine
-# (measured times: README); test/compose-appliance.test.ts stops the script in time for its teardown.
+# Cap per group in seconds. The default groups' caps add up to 38.5 minutes so that a whole `make test`
+# (install and build included) stays near 45 even if every group runs into its cap. `compose` (the
+# appliance under rootful podman, `scripts/run-tests.sh compose` or `make compose-test`) is not a
+# default group yet: a cold run (debootstrap, image builds) takes 13-15 minutes here and it has not yet
+# run against this tree's server and client; its cap is the ceiling for such a run, and
+# test/compose-appliance.test.ts stops the script in time for its teardown.
 declare -A SUITE_CAP=([unit]=90 [server]=240 [security]=420 [posix]=480 [fault]=900 [metrics]=180 [compose]=900)
 # Cap per test file in seconds (node's --test-timeout applies to each file's whole run): a stuck file
 # fails on its own, by name, instead of eating its group's cap. Above the describe() timeouts the files
 # set themselves. NATSFS_TEST_TIMEOUT_MS overrides it for every group.
 declare -A FILE_CAP=([unit]=60 [server]=120 [security]=300 [posix]=300 [fault]=420 [metrics]=120 [compose]=890)
-DEFAULT_GROUPS=(unit server security posix fault metrics compose)
+DEFAULT_GROUPS=(unit server security posix fault metrics)
 
 groups=("$@")
 [ "${#groups[@]}" -eq 0 ] && groups=("${DEFAULT_GROUPS[@]}")
