@@ -23,7 +23,7 @@ const size = (mib: number) => (mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024} 
 
 export function measures(config: BenchConfig, treeBytes: number): Measure[] {
   const files = thousands(config.smallFiles);
-  const tree = `${config.tree} (${(treeBytes / 1e6).toFixed(0)} MB, symlinks followed)`;
+  const tree = `${config.tree} (${(treeBytes / 1e6).toFixed(0)} MB, links followed)`;
   const m = (key: MeasureKey, label: string, unit: string, kind: MeasureKind, higherIsBetter = true): Measure => ({ key, label, unit, kind, higherIsBetter });
   return [
     m("seqWrite", `sequential write, 1 MiB blocks, ${size(config.seqMiB)}, fsync at end`, "MB/s", "data"),

@@ -76,11 +76,12 @@ export async function smallFiles(dir: string, count: number): Promise<SmallFileR
 
 /**
  * A tarball of `tree` in `dir` (on the local disk), made once and untarred into every target. Symlinks
- * are followed: sshfs cannot set a symlink's own times or owner (tar then fails on /usr/include's).
+ * and hard links stored as files: sshfs cannot set a symlink's own times or owner (tar then fails on
+ * /usr/include's), and the no-op fs makes no hard links.
  */
 export async function makeTarball(tree: string, dir: string): Promise<{ path: string; bytes: number }> {
   const path = join(dir, "tree.tar");
-  await mustRun("tar", ["--dereference", "-cf", path, "-C", tree, "."], STEP_TIMEOUT_MS);
+  await mustRun("tar", ["--dereference", "--hard-dereference", "-cf", path, "-C", tree, "."], STEP_TIMEOUT_MS);
   return { path, bytes: (await fs.stat(path)).size };
 }
 
