@@ -19,7 +19,7 @@ demo: deps build
 	node dist/cli/main.js demo
 
 # Benchmarks are slow and machine-dependent: never part of `make test`. natsfs against sshfs, the local
-# disk, the bus and the FUSE adapter in one table (about 20 min; BENCH_QUICK=1 for a 2-minute smoke run,
+# disk, the bus and the FUSE adapter in one table (45 min on a loaded machine; BENCH_QUICK=1 for a few minutes,
 # BENCH_* variables in test/bench/lib/config.ts); installs fio, sshfs and openssh-server when missing.
 bench: deps build
 	bash scripts/run-bench.sh
