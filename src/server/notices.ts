@@ -1,4 +1,4 @@
-import { fstat as fstatCb } from "node:fs";
+import { constants, fstat as fstatCb } from "node:fs";
 import { promisify } from "node:util";
 import type { NatsConnection } from "nats";
 import { encodeNotice, noticeSubject, type Change, type OpArgs, type OpName } from "../protocol/index.js";
@@ -40,7 +40,11 @@ export class ChangeNotices {
     switch (op) {
       case "write":
       case "ftruncate":
+      case "fallocate":
         return [{ ino: await this.inoOf(fs, a.handle as number, context) }];
+      case "openw":
+        // Opening with O_TRUNC empties the file: what others cached of it is stale.
+        return ((a.flags as number) & constants.O_TRUNC) !== 0 ? [{ path: a.path as string }] : [];
       case "rename":
         return [
           { path: a.from as string, tree: true },
@@ -63,7 +67,7 @@ export class ChangeNotices {
       case "removexattr":
         return [{ path: a.path as string }];
       default:
-        // openw, fsync: nothing another client has cached changes.
+        // fsync, and open for writing without O_TRUNC: nothing another client has cached changes.
         return [];
     }
   }
