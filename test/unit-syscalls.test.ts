@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ERRNO, FsError } from "../src/protocol/index.js";
+import { makeDeepChain } from "./helpers/deep-chain.js";
 import { O_PATH, PathRefused, withResolved } from "../src/server/confine.js";
 import {
   FALLOC_FL_KEEP_SIZE,
@@ -185,19 +186,8 @@ describe("syscalls", () => {
 
   describe("withResolved (confinement on openat2)", () => {
     it("resolves a 2,000-level path with one system call, holding the event loop for under 5 ms of CPU", async () => {
-      const depth = 2000;
-      const home = process.cwd();
       mkdirSync(join(base, "deep"));
-      process.chdir(join(base, "deep"));
-      try {
-        for (let level = 0; level < depth; level += 1) {
-          mkdirSync("d");
-          process.chdir("d");
-        }
-      } finally {
-        process.chdir(home);
-      }
-      const path = "/deep" + "/d".repeat(depth);
+      const path = "/deep" + makeDeepChain(join(base, "deep"), 2000);
       // CPU time, not wall time, so a loaded machine cannot make it fail: the old walk, 4,000 system
       // calls before its first await, cost 15 ms and more of it. The process's other threads (GC)
       // count too, so the least of a few warm runs is what is compared.
