@@ -10,7 +10,6 @@ import { ERRNO, FsError } from "../protocol/index.js";
  */
 
 /** openat2(2) `resolve` flags (linux/openat2.h). */
-export const RESOLVE_NO_XDEV = 0x01;
 export const RESOLVE_NO_MAGICLINKS = 0x02;
 export const RESOLVE_NO_SYMLINKS = 0x04;
 export const RESOLVE_BENEATH = 0x08;
